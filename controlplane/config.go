@@ -1,0 +1,27 @@
+package controlplane
+
+import (
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config is one server's configuration (the flags of `skiff server`).
+type Config struct {
+	DataDir  string // raft log, snapshots, admin.conf
+	NodeID   string // raft server ID; defaults to the hostname
+	RaftAddr string // host:port the Raft transport listens on (":0" picks a port)
+	APIAddr  string // host:port the HTTP API listens on (":0" picks a port)
+	// AdvertiseRaft/AdvertiseAPI override what peers dial (default: the
+	// bound listener address).
+	AdvertiseRaft string
+	AdvertiseAPI  string
+	Bootstrap     bool   // start a new single-server cluster
+	Join          string // API address of any member to join through
+	// Dev makes a single-server cluster that bootstraps itself when its
+	// data dir is empty (skiff dev).
+	Dev bool
+
+	Logger   *slog.Logger
+	Registry prometheus.Registerer // nil: a fresh registry served on /metrics
+}
