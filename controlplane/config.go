@@ -22,6 +22,18 @@ type Config struct {
 	// data dir is empty (skiff dev).
 	Dev bool
 
-	Logger   *slog.Logger
-	Registry prometheus.Registerer // nil: a fresh registry served on /metrics
+	Build BuildInfo
+
+	Logger *slog.Logger
+	// Registry receives every metric and is served on /metrics (nil: a
+	// fresh registry with the Go and process collectors).
+	Registry *prometheus.Registry
+	// Ready, if set, is closed once the server serves and admin.conf is
+	// written.
+	Ready chan<- struct{}
+}
+
+// BuildInfo identifies the binary (skiff_build_info).
+type BuildInfo struct {
+	Version, Commit, Date string
 }

@@ -1,0 +1,386 @@
+package controlplane
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/skiffhq/skiff/api"
+	"github.com/skiffhq/skiff/controlplane/apiserver"
+	"github.com/skiffhq/skiff/controlplane/raftnode"
+	"github.com/skiffhq/skiff/controlplane/store"
+)
+
+// Namespaces every cluster has; the leader creates them when missing.
+var systemNamespaces = []string{"default", "kube-system"}
+
+// Run starts one server and blocks until ctx is cancelled, then shuts it
+// down: the API stops accepting requests, Raft stops, files are closed.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.complete(); err != nil {
+		return err
+	}
+	log := cfg.Logger
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "skiff_build_info",
+		Help:        "Build of this skiff binary.",
+		ConstLabels: prometheus.Labels{"version": cfg.Build.Version, "commit": cfg.Build.Commit, "goversion": runtime.Version(), "role": "server"},
+	})
+	buildInfo.Set(1)
+	reg.MustRegister(buildInfo)
+
+	apiLn, err := net.Listen("tcp", cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("listen for the API on %s: %w", cfg.APIAddr, err)
+	}
+	defer apiLn.Close()
+	apiAdv := cfg.AdvertiseAPI
+	if apiAdv == "" {
+		apiAdv = apiLn.Addr().String()
+	}
+
+	s := &server{cfg: cfg, log: log, apiAddr: apiAdv}
+	var fsm *store.FSM
+	fsm = store.NewFSM(store.WithMetrics(store.NewMetrics(reg, func() *store.FSM { return fsm })))
+	node, err := raftnode.New(raftnode.Config{
+		ID:         raftnode.ServerID(cfg.NodeID),
+		DataDir:    filepath.Join(cfg.DataDir, "raft"),
+		BindAddr:   cfg.RaftAddr,
+		Advertise:  cfg.AdvertiseRaft,
+		Bootstrap:  cfg.Bootstrap,
+		OnLeader:   s.leading,
+		Logger:     log,
+		Registerer: reg,
+	}, fsm)
+	if err != nil {
+		return err
+	}
+	s.node = node
+	s.store = store.New(fsm, node, store.Options{})
+	defer func() {
+		s.store.Close()
+		if err := node.Shutdown(); err != nil {
+			log.Warn("raft shutdown", "err", err)
+		}
+	}()
+
+	api := apiserver.New(apiserver.Config{
+		Store:      s.store,
+		Cluster:    s,
+		Logger:     log,
+		Registerer: reg,
+		Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		ServerID:   cfg.NodeID,
+	})
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(apiLn) }()
+	log.Info("serving", "api", "http://"+apiAdv, "raft", node.Addr(), "id", cfg.NodeID, "dataDir", cfg.DataDir)
+
+	var wg sync.WaitGroup
+	bgCtx, cancelBG := context.WithCancel(ctx)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.maintainMembership(bgCtx)
+	}()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		runErr = fmt.Errorf("api server: %w", err)
+	}
+	cancelBG()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(shutdownCtx) // watches end when their contexts do
+	wg.Wait()
+	log.Info("stopped", "id", cfg.NodeID)
+	return runErr
+}
+
+func (cfg *Config) complete() error {
+	if cfg.DataDir == "" {
+		return errors.New("a data directory is required (--data-dir)")
+	}
+	if cfg.Bootstrap && cfg.Join != "" {
+		return errors.New("--bootstrap and --join exclude each other: bootstrap the first server, join the others")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.NodeID == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("no --node-id and no hostname: %w", err)
+		}
+		cfg.NodeID = h
+	}
+	if cfg.RaftAddr == "" {
+		cfg.RaftAddr = "127.0.0.1:0"
+	}
+	if cfg.APIAddr == "" {
+		cfg.APIAddr = "127.0.0.1:6443"
+	}
+	if cfg.Dev {
+		cfg.Bootstrap = true // a no-op when the data dir already holds a cluster
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	return nil
+}
+
+// server holds one running server's parts and implements
+// apiserver.Cluster.
+type server struct {
+	cfg     Config
+	log     *slog.Logger
+	apiAddr string
+	node    *raftnode.Node
+	store   *store.Store
+
+	readyOnce sync.Once
+}
+
+var _ apiserver.Cluster = (*server)(nil)
+
+func (s *server) self() store.Member {
+	return store.Member{ID: s.cfg.NodeID, RaftAddr: s.node.Addr(), APIAddr: s.apiAddr}
+}
+
+// leading runs on the leader until leadership is lost: it records this
+// server's addresses and creates the system namespaces. (The scheduler and
+// controllers will start here.)
+func (s *server) leading(ctx context.Context) {
+	for _, name := range systemNamespaces {
+		ns := &api.Namespace{ObjectMeta: api.ObjectMeta{Name: name}}
+		info, _ := api.ByKind(api.KindNamespace)
+		ns.TypeMeta = *info.New().GetTypeMeta()
+		if _, err := s.store.Create(ctx, ns); err != nil && !errors.Is(err, store.ErrAlreadyExists) {
+			s.log.Warn("create system namespace", "namespace", name, "err", err)
+		}
+	}
+}
+
+// maintainMembership joins the cluster if asked to, keeps this server's
+// replicated address record current (the API address changes when it
+// listens on port 0), and writes admin.conf once the server is usable.
+func (s *server) maintainMembership(ctx context.Context) {
+	joined := s.cfg.Join == ""
+	delay := 50 * time.Millisecond
+	for {
+		if !joined {
+			if err := s.postJoin(ctx, s.cfg.Join); err != nil {
+				s.log.Warn("join failed; retrying", "via", s.cfg.Join, "err", err)
+			} else {
+				joined = true
+				s.log.Info("joined the cluster", "via", s.cfg.Join)
+			}
+		} else if s.recorded() {
+			if s.nsReady() {
+				s.readyOnce.Do(s.becomeReady)
+				delay = time.Second
+			}
+		} else if err := s.register(ctx); err != nil {
+			s.log.Debug("record own addresses", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
+}
+
+func (s *server) recorded() bool {
+	for _, m := range s.store.Members() {
+		if m.ID == s.cfg.NodeID {
+			return m == s.self()
+		}
+	}
+	return false
+}
+
+func (s *server) nsReady() bool {
+	_, err := s.store.Get(store.Key{Kind: api.KindNamespace, Name: "default"})
+	return err == nil
+}
+
+// register writes this server's member record: directly on the leader,
+// else through the leader's join endpoint (a no-op for Raft when the
+// address is unchanged).
+func (s *server) register(ctx context.Context) error {
+	if s.node.IsLeader() {
+		return s.store.SetMember(ctx, s.self())
+	}
+	url := s.LeaderAPIURL()
+	if url == "" {
+		return errors.New("no leader yet")
+	}
+	return s.postJoin(ctx, url)
+}
+
+func (s *server) postJoin(ctx context.Context, target string) error {
+	if target == "" {
+		return errors.New("no address to join through")
+	}
+	if !hasScheme(target) {
+		target = "http://" + target
+	}
+	m := s.self()
+	body, _ := json.Marshal(apiserver.JoinRequest{ID: m.ID, RaftAddr: m.RaftAddr, APIAddr: m.APIAddr})
+	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, target+"/skiff/v1/join", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		var st api.Status
+		_ = json.NewDecoder(resp.Body).Decode(&st)
+		return fmt.Errorf("join through %s: %d %s", target, resp.StatusCode, st.Message)
+	}
+	return nil
+}
+
+func hasScheme(s string) bool {
+	return len(s) > 7 && (s[:7] == "http://" || (len(s) > 8 && s[:8] == "https://"))
+}
+
+func (s *server) becomeReady() {
+	if err := s.writeAdminConf(); err != nil {
+		s.log.Error("write admin.conf", "err", err)
+		return
+	}
+	s.log.Info("ready", "adminConf", filepath.Join(s.cfg.DataDir, "admin.conf"))
+	if s.cfg.Ready != nil {
+		close(s.cfg.Ready)
+	}
+}
+
+// writeAdminConf writes the client config atomically (temp + rename), so
+// a script waiting for the file never reads half of it.
+func (s *server) writeAdminConf() error {
+	servers := []string{"http://" + s.apiAddr}
+	for _, m := range s.store.Members() {
+		if m.ID != s.cfg.NodeID && m.APIAddr != "" {
+			servers = append(servers, "http://"+m.APIAddr)
+		}
+	}
+	var b bytes.Buffer
+	b.WriteString("apiVersion: skiff/v1\nkind: Config\nservers:\n")
+	for _, u := range servers {
+		fmt.Fprintf(&b, "- %s\n", u)
+	}
+	path := filepath.Join(s.cfg.DataDir, "admin.conf")
+	tmp, err := os.CreateTemp(s.cfg.DataDir, ".admin.conf-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b.Bytes()); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// LeaderAPIURL implements apiserver.Cluster.
+func (s *server) LeaderAPIURL() string {
+	id, _ := s.node.Leader()
+	if id == "" {
+		return ""
+	}
+	for _, m := range s.store.Members() {
+		if m.ID == string(id) && m.APIAddr != "" {
+			return "http://" + m.APIAddr
+		}
+	}
+	return ""
+}
+
+// Members implements apiserver.Cluster.
+func (s *server) Members(ctx context.Context) (apiserver.MembersInfo, error) {
+	servers, err := s.node.Servers()
+	if err != nil {
+		return apiserver.MembersInfo{}, err
+	}
+	leader, _ := s.node.Leader()
+	api := map[string]string{}
+	for _, m := range s.store.Members() {
+		api[m.ID] = m.APIAddr
+	}
+	out := apiserver.MembersInfo{Leader: string(leader), LastIndex: s.node.LastIndex(), AppliedIndex: s.store.LastIndex(), Server: s.cfg.NodeID}
+	for _, sv := range servers {
+		out.Members = append(out.Members, apiserver.MemberInfo{
+			ID: string(sv.ID), RaftAddr: sv.Address, APIAddr: api[string(sv.ID)],
+			Suffrage: sv.Suffrage, Leader: sv.ID == leader,
+		})
+	}
+	return out, nil
+}
+
+// Join implements apiserver.Cluster: add the server to Raft, then record
+// its API address.
+func (s *server) Join(ctx context.Context, req apiserver.JoinRequest) error {
+	if req.ID == "" || req.RaftAddr == "" || req.APIAddr == "" {
+		return fmt.Errorf("%w: join needs id, raftAddr and apiAddr", store.ErrInvalid)
+	}
+	known := false
+	if servers, err := s.node.Servers(); err == nil {
+		for _, sv := range servers {
+			if string(sv.ID) == req.ID && sv.Address == req.RaftAddr {
+				known = true
+			}
+		}
+	}
+	if !known {
+		if err := s.node.AddVoter(ctx, raftnode.ServerID(req.ID), req.RaftAddr); err != nil {
+			return err
+		}
+	}
+	return s.store.SetMember(ctx, store.Member{ID: req.ID, RaftAddr: req.RaftAddr, APIAddr: req.APIAddr})
+}
+
+// Ready implements apiserver.Cluster.
+func (s *server) Ready() bool { return s.node.Ready() }

@@ -1,0 +1,368 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/skiffhq/skiff/api"
+)
+
+// Member is a control-plane server's addresses, replicated so every server
+// can forward writes to the leader's API.
+type Member struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raftAddr"`
+	APIAddr  string `json:"apiAddr"`
+}
+
+// FSM is the replicated state machine. Apply, Snapshot and Restore are
+// called by the log (one goroutine at a time for Apply/Restore); reads may
+// run concurrently with them. Objects it holds are never mutated in place:
+// every write stores a new object, so a reader may keep one it was given.
+type FSM struct {
+	mu      sync.RWMutex
+	objects map[api.Kind]map[string]map[string]api.Object // kind -> namespace -> name
+	members map[string]Member
+	index   uint64 // last applied entry
+	applied *sync.Cond
+	hub     *hub
+	metrics *Metrics
+}
+
+// FSMOption configures an FSM.
+type FSMOption func(*FSM)
+
+// WithHistory sets how many events the watch hub keeps for resuming
+// watchers (default 10,000).
+func WithHistory(n int) FSMOption { return func(f *FSM) { f.hub.capacity = n } }
+
+// WithMetrics makes the FSM record into m.
+func WithMetrics(m *Metrics) FSMOption { return func(f *FSM) { f.metrics = m } }
+
+// NewFSM returns an empty state machine.
+func NewFSM(opts ...FSMOption) *FSM {
+	f := &FSM{
+		objects: map[api.Kind]map[string]map[string]api.Object{},
+		members: map[string]Member{},
+		hub:     newHub(10000),
+	}
+	f.applied = sync.NewCond(f.mu.RLocker())
+	for _, o := range opts {
+		o(f)
+	}
+	return f
+}
+
+// Apply applies one log entry at index and returns []Result, one per write
+// in the entry (or an error if the entry itself is undecodable, which a
+// correct proposer never produces).
+func (f *FSM) Apply(index uint64, data []byte) any {
+	start := time.Now()
+	var cmd command
+	if err := json.Unmarshal(data, &cmd); err != nil {
+		f.mu.Lock()
+		f.index = index
+		f.mu.Unlock()
+		f.applied.Broadcast()
+		return fmt.Errorf("store: undecodable log entry %d: %w", index, err)
+	}
+	// Decode outside the lock: readers keep going meanwhile.
+	objs := make([]api.Object, len(cmd.Ops))
+	errs := make([]error, len(cmd.Ops))
+	for i, r := range cmd.Ops {
+		if r.Type == opSetMember || r.Object == nil {
+			continue
+		}
+		objs[i], errs[i] = decodeRecordObject(r)
+	}
+	results := make([]Result, len(cmd.Ops))
+	ts := api.NewTime(time.Unix(0, cmd.Time))
+	f.mu.Lock()
+	events := make([]event, 0, len(cmd.Ops))
+	for i, r := range cmd.Ops {
+		if errs[i] != nil {
+			results[i] = Result{Err: errs[i]}
+			continue
+		}
+		res, ev := f.applyOne(index, i, cmd.Time, ts, r, objs[i])
+		results[i] = res
+		if ev.typ != "" {
+			events = append(events, ev)
+		}
+	}
+	f.index = index
+	f.hub.publish(index, events)
+	f.mu.Unlock()
+	f.applied.Broadcast()
+	if f.metrics != nil {
+		f.metrics.observeApply(time.Since(start), len(cmd.Ops), index)
+	}
+	return results
+}
+
+func decodeRecordObject(r record) (api.Object, error) {
+	info, ok := api.ByKind(r.Kind)
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown kind %q", ErrInvalid, r.Kind)
+	}
+	o := info.New()
+	if err := json.Unmarshal(r.Object, o); err != nil {
+		return nil, fmt.Errorf("%w: decode %s %q: %v", ErrInvalid, r.Kind, r.Name, err)
+	}
+	tm := o.GetTypeMeta()
+	tm.Kind, tm.APIVersion = string(info.Kind), info.APIVersion()
+	return o, nil
+}
+
+func (f *FSM) get(k api.Kind, ns, name string) api.Object {
+	return f.objects[k][ns][name]
+}
+
+func (f *FSM) put(k api.Kind, ns, name string, o api.Object) {
+	byNS := f.objects[k]
+	if byNS == nil {
+		byNS = map[string]map[string]api.Object{}
+		f.objects[k] = byNS
+	}
+	byName := byNS[ns]
+	if byName == nil {
+		byName = map[string]api.Object{}
+		byNS[ns] = byName
+	}
+	byName[name] = o
+}
+
+func (f *FSM) remove(k api.Kind, ns, name string) {
+	byName := f.objects[k][ns]
+	delete(byName, name)
+	if len(byName) == 0 {
+		delete(f.objects[k], ns)
+	}
+}
+
+func describe(k api.Kind, ns, name string) string {
+	info, _ := api.ByKind(k)
+	gr := info.GroupResource()
+	if ns == "" {
+		return fmt.Sprintf("%s %q", gr, name)
+	}
+	return fmt.Sprintf("%s %q in namespace %q", gr, name, ns)
+}
+
+func checkPre(cur api.Object, r record, what string) error {
+	m := cur.GetObjectMeta()
+	if r.RV != 0 && strconv.FormatUint(r.RV, 10) != m.ResourceVersion {
+		return fmt.Errorf("%w: %s: the object has been modified (resourceVersion %s, not %d); read it again and retry", ErrConflict, what, m.ResourceVersion, r.RV)
+	}
+	if r.UID != "" && r.UID != m.UID {
+		return fmt.Errorf("%w: %s: uid is %s, not %s", ErrConflict, what, m.UID, r.UID)
+	}
+	return nil
+}
+
+// applyOne applies one write with the lock held.
+func (f *FSM) applyOne(index uint64, pos int, unixNano int64, ts *api.Time, r record, o api.Object) (Result, event) {
+	what := describe(r.Kind, r.Namespace, r.Name)
+	rv := strconv.FormatUint(index, 10)
+	info, _ := api.ByKind(r.Kind)
+	switch r.Type {
+	case opSetMember:
+		var m Member
+		if err := json.Unmarshal(r.Object, &m); err != nil || m.ID == "" {
+			return Result{Err: fmt.Errorf("%w: member record", ErrInvalid)}, event{}
+		}
+		f.members[m.ID] = m
+		return Result{}, event{}
+
+	case OpCreate:
+		if f.get(r.Kind, r.Namespace, r.Name) != nil {
+			return Result{Err: fmt.Errorf("%w: %s already exists", ErrAlreadyExists, what)}, event{}
+		}
+		if info.Namespaced {
+			if r.Namespace == "" {
+				return Result{Err: fmt.Errorf("%w: %s needs a namespace", ErrInvalid, what)}, event{}
+			}
+			if f.get(api.KindNamespace, "", r.Namespace) == nil {
+				return Result{Err: fmt.Errorf("%w: namespace %q not found", ErrNotFound, r.Namespace)}, event{}
+			}
+			if ns := f.get(api.KindNamespace, "", r.Namespace); ns.GetObjectMeta().DeletionTimestamp != nil {
+				return Result{Err: fmt.Errorf("%w: namespace %q is being deleted", ErrConflict, r.Namespace)}, event{}
+			}
+		} else if r.Namespace != "" {
+			return Result{Err: fmt.Errorf("%w: %s is cluster-scoped: no namespace", ErrInvalid, what)}, event{}
+		}
+		m := o.GetObjectMeta()
+		m.UID = uidFor(index, pos, unixNano)
+		m.ResourceVersion = rv
+		m.Generation = 1
+		m.CreationTimestamp = ts
+		m.DeletionTimestamp = nil
+		f.put(r.Kind, r.Namespace, r.Name, o)
+		return Result{Object: o}, event{typ: Added, obj: o}
+
+	case OpUpdate, OpUpdateStatus:
+		cur := f.get(r.Kind, r.Namespace, r.Name)
+		if cur == nil {
+			return Result{Err: fmt.Errorf("%w: %s not found", ErrNotFound, what)}, event{}
+		}
+		if err := checkPre(cur, r, what); err != nil {
+			return Result{Err: err}, event{}
+		}
+		cm := cur.GetObjectMeta()
+		var next api.Object
+		if r.Type == OpUpdateStatus {
+			if !info.HasStatus {
+				return Result{Err: fmt.Errorf("%w: %s has no status", ErrInvalid, what)}, event{}
+			}
+			next = shallowCopy(cur)
+			api.CopyStatus(next, o)
+			// Status writes change status only: metadata stays the stored one.
+			nm := next.GetObjectMeta()
+			*nm = *cm
+		} else {
+			next = o
+			nm := next.GetObjectMeta()
+			// Server-owned metadata is kept from the stored object.
+			nm.UID, nm.CreationTimestamp, nm.DeletionTimestamp = cm.UID, cm.CreationTimestamp, cm.DeletionTimestamp
+			nm.Generation = cm.Generation
+			nm.GenerateName = cm.GenerateName
+			if info.HasStatus {
+				api.CopyStatus(next, cur)
+			}
+			if !api.SpecEqual(next, cur) {
+				nm.Generation++
+			}
+			nm.ResourceVersion = cm.ResourceVersion
+			if cm.DeletionTimestamp != nil && len(nm.Finalizers) == 0 {
+				f.remove(r.Kind, r.Namespace, r.Name)
+				nm.ResourceVersion = rv
+				return Result{Object: next}, event{typ: Deleted, obj: next, old: cur}
+			}
+		}
+		if equalObjects(next, cur) {
+			return Result{Object: cur}, event{} // no-op: no new version, no event
+		}
+		next.GetObjectMeta().ResourceVersion = rv
+		f.put(r.Kind, r.Namespace, r.Name, next)
+		return Result{Object: next}, event{typ: Modified, obj: next, old: cur}
+
+	case OpDelete:
+		cur := f.get(r.Kind, r.Namespace, r.Name)
+		if cur == nil {
+			return Result{Err: fmt.Errorf("%w: %s not found", ErrNotFound, what)}, event{}
+		}
+		if err := checkPre(cur, r, what); err != nil {
+			return Result{Err: err}, event{}
+		}
+		if r.Kind == api.KindNamespace {
+			for k, byNS := range f.objects {
+				if n := len(byNS[r.Name]); n > 0 {
+					return Result{Err: fmt.Errorf("%w: namespace %q still holds %d %s; delete them first", ErrConflict, r.Name, n, k)}, event{}
+				}
+			}
+		}
+		cm := cur.GetObjectMeta()
+		if len(cm.Finalizers) > 0 {
+			if cm.DeletionTimestamp != nil {
+				return Result{Object: cur}, event{}
+			}
+			next := shallowCopy(cur)
+			nm := next.GetObjectMeta()
+			*nm = *cm
+			nm.DeletionTimestamp = ts
+			nm.ResourceVersion = rv
+			f.put(r.Kind, r.Namespace, r.Name, next)
+			return Result{Object: next}, event{typ: Modified, obj: next, old: cur}
+		}
+		f.remove(r.Kind, r.Namespace, r.Name)
+		gone := shallowCopy(cur)
+		gm := gone.GetObjectMeta()
+		*gm = *cm
+		gm.ResourceVersion = rv
+		return Result{Object: cur}, event{typ: Deleted, obj: gone, old: cur}
+	}
+	return Result{Err: fmt.Errorf("%w: unknown operation %d", ErrInvalid, r.Type)}, event{}
+}
+
+// shallowCopy copies the top-level struct; nested maps and slices stay
+// shared, which is safe because stored objects are never mutated.
+func shallowCopy(o api.Object) api.Object {
+	v := reflect.ValueOf(o).Elem()
+	c := reflect.New(v.Type())
+	c.Elem().Set(v)
+	return c.Interface().(api.Object)
+}
+
+// equalObjects compares two objects ignoring their resourceVersion.
+func equalObjects(a, b api.Object) bool {
+	am, bm := *a.GetObjectMeta(), *b.GetObjectMeta()
+	am.ResourceVersion, bm.ResourceVersion = "", ""
+	if !reflect.DeepEqual(am, bm) {
+		return false
+	}
+	va, vb := reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem()
+	t := va.Type()
+	for i := 0; i < t.NumField(); i++ {
+		switch t.Field(i).Name {
+		case "TypeMeta", "ObjectMeta":
+			continue
+		}
+		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			return false
+		}
+	}
+	return true
+}
+
+// Index returns the last applied entry's index.
+func (f *FSM) Index() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.index
+}
+
+// waitIndex blocks until the FSM has applied idx or the deadline passes.
+func (f *FSM) waitIndex(idx uint64, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	stop := time.AfterFunc(timeout, f.applied.Broadcast)
+	defer stop.Stop()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for f.index < idx {
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		f.applied.Wait()
+	}
+	return true
+}
+
+// Members returns the replicated member records.
+func (f *FSM) Members() []Member {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]Member, 0, len(f.members))
+	for _, m := range f.members {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Counts returns the number of stored objects per kind.
+func (f *FSM) Counts() map[api.Kind]int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := map[api.Kind]int{}
+	for k, byNS := range f.objects {
+		for _, byName := range byNS {
+			out[k] += len(byName)
+		}
+	}
+	return out
+}

@@ -1,0 +1,428 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/skiffhq/skiff/api"
+)
+
+func newNS(name string) *api.Namespace {
+	info, _ := api.ByKind(api.KindNamespace)
+	o := info.New().(*api.Namespace)
+	o.Name = name
+	return o
+}
+
+func newPod(ns, name string, labels map[string]string) *api.Pod {
+	info, _ := api.ByKind(api.KindPod)
+	o := info.New().(*api.Pod)
+	o.Namespace, o.Name, o.Labels = ns, name, labels
+	return o
+}
+
+func setup(t *testing.T, opts ...FSMOption) *Store {
+	t.Helper()
+	s := NewInMemory(opts...)
+	t.Cleanup(s.Close)
+	if _, err := s.Create(context.Background(), newNS("default")); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestCreateGetConflicts(t *testing.T) {
+	ctx := context.Background()
+	s := setup(t)
+	p, err := s.Create(ctx, newPod("default", "a", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := p.GetObjectMeta()
+	if m.ResourceVersion != "2" || m.Generation != 1 || m.UID == "" || m.CreationTimestamp == nil {
+		t.Fatalf("server fields not set: %+v", m)
+	}
+	if _, err := s.Create(ctx, newPod("default", "a", nil)); !errors.Is(err, ErrAlreadyExists) {
+		t.Fatalf("second create: %v, want ErrAlreadyExists", err)
+	}
+	if _, err := s.Create(ctx, newPod("nope", "a", nil)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("create in missing namespace: %v, want ErrNotFound", err)
+	}
+	got, err := s.Get(Key{Kind: api.KindPod, Namespace: "default", Name: "a"})
+	if err != nil || got.GetObjectMeta().UID != m.UID {
+		t.Fatalf("get: %v %v", got, err)
+	}
+	if _, err := s.Get(Key{Kind: api.KindPod, Namespace: "default", Name: "b"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("get missing: %v", err)
+	}
+
+	// Update with the current resourceVersion succeeds; a stale one conflicts.
+	upd := api.DeepCopy(p.(*api.Pod))
+	upd.Labels = map[string]string{"x": "1"}
+	p2, err := s.Update(ctx, upd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2.GetObjectMeta().ResourceVersion == m.ResourceVersion {
+		t.Fatal("update did not change resourceVersion")
+	}
+	if p2.GetObjectMeta().UID != m.UID || p2.GetObjectMeta().CreationTimestamp == nil {
+		t.Fatal("update lost server-owned metadata")
+	}
+	stale := api.DeepCopy(p.(*api.Pod))
+	stale.Labels = map[string]string{"x": "2"}
+	if _, err := s.Update(ctx, stale); !errors.Is(err, ErrConflict) {
+		t.Fatalf("stale update: %v, want ErrConflict", err)
+	}
+	if got, _ := s.Get(KeyOf(p)); got.GetObjectMeta().Labels["x"] != "1" {
+		t.Fatal("rejected update changed the object")
+	}
+
+	// An update that changes nothing keeps the resourceVersion.
+	same := api.DeepCopy(p2.(*api.Pod))
+	p3, err := s.Update(ctx, same)
+	if err != nil || p3.GetObjectMeta().ResourceVersion != p2.GetObjectMeta().ResourceVersion {
+		t.Fatalf("no-op update: %v rv %s -> %s", err, p2.GetObjectMeta().ResourceVersion, p3.GetObjectMeta().ResourceVersion)
+	}
+
+	// Delete with a wrong uid precondition conflicts; then deletes.
+	if _, err := s.Delete(ctx, KeyOf(p), Preconditions{UID: "other"}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("delete with wrong uid: %v", err)
+	}
+	if _, err := s.Delete(ctx, KeyOf(p), Preconditions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Delete(ctx, KeyOf(p), Preconditions{}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+}
+
+func TestStatusAndGeneration(t *testing.T) {
+	ctx := context.Background()
+	s := setup(t)
+	p, _ := s.Create(ctx, newPod("default", "a", nil))
+	st := api.DeepCopy(p.(*api.Pod))
+	st.Status.Phase = api.PodRunning
+	st.Labels = map[string]string{"ignored": "yes"}
+	p2, err := s.UpdateStatus(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2.(*api.Pod).Status.Phase != api.PodRunning {
+		t.Fatal("status not written")
+	}
+	if p2.GetObjectMeta().Labels["ignored"] != "" {
+		t.Fatal("status update changed metadata")
+	}
+	if p2.GetObjectMeta().Generation != 1 {
+		t.Fatalf("status update bumped generation to %d", p2.GetObjectMeta().Generation)
+	}
+	// A spec change bumps generation; the main resource keeps status.
+	sp := api.DeepCopy(p2.(*api.Pod))
+	sp.Spec.NodeName = "n1"
+	sp.Status = api.PodStatus{}
+	p3, err := s.Update(ctx, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p3.GetObjectMeta().Generation != 2 {
+		t.Fatalf("spec change: generation %d, want 2", p3.GetObjectMeta().Generation)
+	}
+	if p3.(*api.Pod).Status.Phase != api.PodRunning {
+		t.Fatal("main-resource update overwrote status")
+	}
+}
+
+func TestFinalizers(t *testing.T) {
+	ctx := context.Background()
+	s := setup(t)
+	p := newPod("default", "f", nil)
+	p.Finalizers = []string{"skiff.io/test"}
+	if _, err := s.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.Delete(ctx, KeyOf(p), Preconditions{})
+	if err != nil || d.GetObjectMeta().DeletionTimestamp == nil {
+		t.Fatalf("delete with finalizer: %v %+v", err, d)
+	}
+	cur := api.DeepCopy(d.(*api.Pod))
+	cur.Finalizers = nil
+	if _, err := s.Update(ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(KeyOf(p)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("object still there after its last finalizer went: %v", err)
+	}
+}
+
+func TestNamespaceDeleteRefusedWhileNotEmpty(t *testing.T) {
+	ctx := context.Background()
+	s := setup(t)
+	s.Create(ctx, newPod("default", "a", nil))
+	if _, err := s.Delete(ctx, Key{Kind: api.KindNamespace, Name: "default"}, Preconditions{}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("delete non-empty namespace: %v", err)
+	}
+}
+
+func TestBatchIndependentResults(t *testing.T) {
+	ctx := context.Background()
+	s := setup(t)
+	s.Create(ctx, newPod("default", "exists", nil))
+	res, err := s.Batch(ctx, []Op{
+		{Type: OpCreate, Object: newPod("default", "new1", nil)},
+		{Type: OpCreate, Object: newPod("default", "exists", nil)},
+		{Type: OpCreate, Object: newPod("default", "new2", nil)},
+		{Type: OpCreate, Object: newPod("default", "", nil)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Err != nil || res[2].Err != nil {
+		t.Fatalf("good ops failed: %v %v", res[0].Err, res[2].Err)
+	}
+	if !errors.Is(res[1].Err, ErrAlreadyExists) || !errors.Is(res[3].Err, ErrInvalid) {
+		t.Fatalf("bad ops: %v %v", res[1].Err, res[3].Err)
+	}
+	if res[0].Object.GetObjectMeta().ResourceVersion != res[2].Object.GetObjectMeta().ResourceVersion {
+		t.Fatal("writes of one batch should share a log entry")
+	}
+	if res[0].Object.GetObjectMeta().UID == res[2].Object.GetObjectMeta().UID {
+		t.Fatal("uids in one entry must differ")
+	}
+}
+
+func TestConcurrentWritesAreBatched(t *testing.T) {
+	ctx := context.Background()
+	s := setup(t)
+	var wg sync.WaitGroup
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.Create(ctx, newPod("default", fmt.Sprintf("p%d", i), nil)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	objs, _, _ := s.List(api.KindPod, ListOptions{})
+	if len(objs) != 200 {
+		t.Fatalf("listed %d pods, want 200", len(objs))
+	}
+}
+
+func recv(t *testing.T, w Watcher) Event {
+	t.Helper()
+	select {
+	case e, ok := <-w.Events():
+		if !ok {
+			t.Fatalf("watch closed: %v", w.Err())
+		}
+		return e
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event within 5s")
+	}
+	return Event{}
+}
+
+func TestWatchResumeAndSelectors(t *testing.T) {
+	ctx := context.Background()
+	s := setup(t)
+	a, _ := s.Create(ctx, newPod("default", "a", map[string]string{"app": "web"}))
+	rvA := s.LastIndex()
+	s.Create(ctx, newPod("default", "b", map[string]string{"app": "db"}))
+
+	sel, err := api.ParseSelector("app=web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Resume from before "a" was created: history replays it.
+	w, err := s.Watch(api.KindPod, ListOptions{}, rvA-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if e := recv(t, w); e.Type != Added || e.Object.GetObjectMeta().Name != "a" {
+		t.Fatalf("first event %v %s", e.Type, e.Object.GetObjectMeta().Name)
+	}
+	if e := recv(t, w); e.Type != Added || e.Object.GetObjectMeta().Name != "b" {
+		t.Fatalf("second event %v %s", e.Type, e.Object.GetObjectMeta().Name)
+	}
+
+	ws, err := s.Watch(api.KindPod, ListOptions{Labels: sel}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Stop()
+	// Relabel a out of the selector: the selector watch sees DELETED.
+	upd := api.DeepCopy(a.(*api.Pod))
+	upd.Labels = map[string]string{"app": "other"}
+	s.Update(ctx, upd)
+	if e := recv(t, ws); e.Type != Deleted || e.Object.GetObjectMeta().Name != "a" {
+		t.Fatalf("selector watch: %v %s, want DELETED a", e.Type, e.Object.GetObjectMeta().Name)
+	}
+	if e := recv(t, w); e.Type != Modified {
+		t.Fatalf("plain watch: %v, want MODIFIED", e.Type)
+	}
+	s.Delete(ctx, KeyOf(a), Preconditions{})
+	e := recv(t, w)
+	if e.Type != Deleted || e.ResourceVersion != s.LastIndex() {
+		t.Fatalf("delete event %v rv %d (last %d)", e.Type, e.ResourceVersion, s.LastIndex())
+	}
+}
+
+func TestWatchTooOldAndFuture(t *testing.T) {
+	ctx := context.Background()
+	s := setup(t, WithHistory(5))
+	for i := 0; i < 20; i++ {
+		s.Create(ctx, newPod("default", fmt.Sprintf("p%d", i), nil))
+	}
+	if _, err := s.Watch(api.KindPod, ListOptions{}, 2); !errors.Is(err, ErrGone) {
+		t.Fatalf("watch from a compacted version: %v, want ErrGone", err)
+	}
+	w, err := s.Watch(api.KindPod, ListOptions{}, s.LastIndex()-2)
+	if err != nil {
+		t.Fatalf("watch within history: %v", err)
+	}
+	w.Stop()
+	start := time.Now()
+	if _, err := s.Watch(api.KindPod, ListOptions{}, s.LastIndex()+100); !errors.Is(err, ErrFutureVersion) {
+		t.Fatalf("watch from the future: %v, want ErrFutureVersion", err)
+	}
+	if time.Since(start) < futureWait/2 {
+		t.Fatal("a future version should be waited for briefly first")
+	}
+}
+
+func TestListAndWatchHasNoGap(t *testing.T) {
+	ctx := context.Background()
+	s := setup(t)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			s.Create(ctx, newPod("default", fmt.Sprintf("p%d", i), nil))
+		}
+	}()
+	time.Sleep(20 * time.Millisecond)
+	items, rv, w, err := s.ListAndWatch(api.KindPod, ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	seen := map[string]bool{}
+	for _, o := range items {
+		seen[o.GetObjectMeta().Name] = true
+	}
+	all, _, _ := s.List(api.KindPod, ListOptions{})
+	deadline := time.After(5 * time.Second)
+	for len(seen) < len(all) {
+		select {
+		case e := <-w.Events():
+			if e.ResourceVersion <= rv {
+				t.Fatalf("event at %d not after list rv %d", e.ResourceVersion, rv)
+			}
+			seen[e.Object.GetObjectMeta().Name] = true
+		case <-deadline:
+			t.Fatalf("saw %d of %d pods", len(seen), len(all))
+		}
+	}
+	w.Stop()
+}
+
+func TestSnapshotRestore(t *testing.T) {
+	ctx := context.Background()
+	s := setup(t)
+	for i := 0; i < 50; i++ {
+		s.Create(ctx, newPod("default", fmt.Sprintf("p%d", i), map[string]string{"i": fmt.Sprint(i)}))
+	}
+	s.SetMember(ctx, Member{ID: "s1", RaftAddr: "a:1", APIAddr: "a:2"})
+	w, _ := s.Watch(api.KindPod, ListOptions{}, 0)
+	idx, persist := s.Snapshot()
+	var buf bytes.Buffer
+	if err := persist(&buf); err != nil {
+		t.Fatal(err)
+	}
+	fresh := NewFSM()
+	if err := fresh.Restore(bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	if fresh.Index() != idx {
+		t.Fatalf("restored index %d, want %d", fresh.Index(), idx)
+	}
+	a, _, _ := s.List(api.KindPod, ListOptions{})
+	b, _, _ := fresh.List(api.KindPod, ListOptions{})
+	if len(a) != len(b) || len(b) != 50 {
+		t.Fatalf("restored %d pods, want %d", len(b), len(a))
+	}
+	for i := range a {
+		if !equalObjects(a[i], b[i]) || a[i].GetObjectMeta().ResourceVersion != b[i].GetObjectMeta().ResourceVersion {
+			t.Fatalf("object %d differs after restore", i)
+		}
+	}
+	if m := fresh.Members(); len(m) != 1 || m[0].APIAddr != "a:2" {
+		t.Fatalf("members after restore: %+v", m)
+	}
+	// Restoring over a live FSM closes its watchers.
+	if err := s.FSM.Restore(bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case _, ok := <-w.Events():
+		if ok {
+			t.Fatal("watcher got an event instead of closing")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("watcher not closed by restore")
+	}
+	if !errors.Is(w.Err(), ErrWatchClosed) {
+		t.Fatalf("watcher error %v", w.Err())
+	}
+	if _, err := s.Watch(api.KindPod, ListOptions{}, 3); !errors.Is(err, ErrGone) {
+		t.Fatalf("resume from before the restore: %v, want ErrGone", err)
+	}
+}
+
+func TestDeterministicReplay(t *testing.T) {
+	// Two FSMs fed the same entries end in the same state (uids, times).
+	ctx := context.Background()
+	s := setup(t)
+	s.Create(ctx, newPod("default", "a", nil))
+	_, persist := s.Snapshot()
+	var buf bytes.Buffer
+	persist(&buf)
+	cmd := appendCommand(new(bytes.Buffer), 12345, [][]byte{[]byte(`{"t":1,"k":"Pod","ns":"default","n":"z","o":{"metadata":{"name":"z","namespace":"default"}}}`)})
+	f1, f2 := NewFSM(), NewFSM()
+	f1.Restore(bytes.NewReader(buf.Bytes()))
+	f2.Restore(bytes.NewReader(buf.Bytes()))
+	r1 := f1.Apply(100, cmd).([]Result)
+	r2 := f2.Apply(100, cmd).([]Result)
+	if r1[0].Err != nil || r1[0].Object.GetObjectMeta().UID != r2[0].Object.GetObjectMeta().UID ||
+		!r1[0].Object.GetObjectMeta().CreationTimestamp.Equal(r2[0].Object.GetObjectMeta().CreationTimestamp.Time) {
+		t.Fatalf("replicas disagree: %+v vs %+v", r1[0], r2[0])
+	}
+}
+
+func TestUndecodableEntryDoesNotStopTheFSM(t *testing.T) {
+	f := NewFSM()
+	if _, ok := f.Apply(1, []byte("garbage")).(error); !ok {
+		t.Fatal("want an error response")
+	}
+	if f.Index() != 1 {
+		t.Fatal("index not advanced past a bad entry")
+	}
+}
