@@ -5,7 +5,15 @@
 package client
 
 import (
-	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/skiffhq/skiff/api"
 )
@@ -22,8 +30,9 @@ type ListOptions struct {
 	Namespace     string // "" = all namespaces (or cluster-scoped kinds)
 	LabelSelector string // kubectl -l syntax
 	FieldSelector string // e.g. spec.nodeName=node-1
-	// Consistent asks for a linearizable read (the default for the server;
-	// false allows a possibly stale read from the nearest server).
+	// Stale allows a list to be served from the answering server's replica,
+	// which may lag the leader, instead of the default linearizable read.
+	// Watches are always served from the local replica.
 	Stale bool
 }
 
@@ -79,7 +88,72 @@ type Members struct {
 
 // Client talks to one cluster; it is safe for concurrent use.
 type Client struct {
-	cfg Config
+	cfg     Config
+	servers []string // base URLs without a trailing slash
+	http    *http.Client
+	timeout time.Duration
+	idle    time.Duration
+	// current is the index of the server that last answered.
+	current atomic.Int64
 }
 
-var _ = context.Background
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient makes the client send through hc. hc must not set a
+// Timeout: it would cut watch streams (use WithTimeout).
+func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.http = hc } }
+
+// WithTimeout bounds each non-watch call, failover retries included
+// (default 30s; 0: only the caller's context bounds it). Opening a watch is
+// bounded by it too, the stream itself is not.
+func WithTimeout(d time.Duration) Option { return func(c *Client) { c.timeout = d } }
+
+// WithWatchIdleTimeout sets how long a watch stream may stay silent before
+// the client assumes its server is gone and resumes elsewhere (default
+// 30s). The server sends a bookmark every few seconds, so a healthy stream
+// is never idle that long.
+func WithWatchIdleTimeout(d time.Duration) Option { return func(c *Client) { c.idle = d } }
+
+// Defaults of a Client.
+const (
+	DefaultTimeout          = 30 * time.Second
+	DefaultWatchIdleTimeout = 30 * time.Second
+)
+
+// sharedTransport is the one connection pool of every Client that is not
+// given its own http.Client: many clients in one process (node agents,
+// benchmarks) share idle connections instead of each opening their own.
+var sharedTransport = sync.OnceValue(func() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 15 * time.Second}).DialContext
+	t.MaxIdleConns = 2048
+	t.MaxIdleConnsPerHost = 512
+	t.IdleConnTimeout = 90 * time.Second
+	return t
+})
+
+// New returns a client for the servers of cfg.
+func New(cfg Config, opts ...Option) (*Client, error) {
+	if len(cfg.Servers) == 0 {
+		return nil, errors.New("client: config lists no servers")
+	}
+	c := &Client{cfg: cfg, timeout: DefaultTimeout, idle: DefaultWatchIdleTimeout}
+	for _, s := range cfg.Servers {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("client: server %q is not an http(s) URL", s)
+		}
+		c.servers = append(c.servers, strings.TrimRight(s, "/"))
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.http == nil {
+		c.http = &http.Client{Transport: sharedTransport()}
+	}
+	return c, nil
+}
+
+// Servers returns the API base URLs the client fails over between.
+func (c *Client) Servers() []string { return append([]string(nil), c.servers...) }

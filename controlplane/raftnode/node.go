@@ -209,8 +209,8 @@ func (n *Node) leadershipLoop() {
 				continue
 			}
 			gen := n.leaderGen.Add(1)
-			var ctx context.Context
-			ctx, cancel = context.WithCancel(context.Background())
+			ctx, stopLeading := context.WithCancel(context.Background())
+			cancel = stopLeading
 			leaderWG.Add(1)
 			go func() {
 				defer leaderWG.Done()

@@ -52,19 +52,24 @@ func (h *hub) publish(rv uint64, evs []event) {
 		h.events = h.events[over:]
 	}
 	for w := range h.watchers {
+		alive := true
 		for _, e := range evs {
 			if ev, ok := w.filter(e, rv); ok {
-				if !w.push(ev) {
+				if alive = w.push(ev); !alive {
 					delete(h.watchers, w)
 					break
 				}
 			}
 		}
+		if alive {
+			w.advance(rv)
+		}
 	}
 }
 
-// register adds a watcher and queues the history after fromRV.
-func (h *hub) register(w *watcher, fromRV uint64) error {
+// register adds a watcher and queues the history after fromRV; current is
+// the FSM's index (the caller holds the FSM lock).
+func (h *hub) register(w *watcher, fromRV, current uint64) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if fromRV < h.compacted {
@@ -80,6 +85,7 @@ func (h *hub) register(w *watcher, fromRV uint64) error {
 			}
 		}
 	}
+	w.advance(current)
 	h.watchers[w] = struct{}{}
 	return nil
 }
@@ -120,6 +126,12 @@ type watcher struct {
 	closed bool
 	err    error
 	signal chan struct{}
+	// progress is the index of the last entry the hub processed for this
+	// watcher; delivered the progress as of the last batch fully received
+	// by the consumer; sending is true while a batch is being handed over.
+	progress  uint64
+	delivered uint64
+	sending   bool
 
 	out      chan Event
 	stop     chan struct{}
@@ -132,7 +144,7 @@ func newWatcher(h *hub, kind api.Kind, opts ListOptions) *watcher {
 	return &watcher{
 		hub: h, kind: kind, opts: opts,
 		signal: make(chan struct{}, 1),
-		out:    make(chan Event, 64),
+		out:    make(chan Event), // unbuffered: a sent event has been received
 		stop:   make(chan struct{}),
 	}
 }
@@ -202,6 +214,25 @@ func (w *watcher) push(e Event) bool {
 	return true
 }
 
+// advance records that every event up to rv has been queued.
+func (w *watcher) advance(rv uint64) {
+	w.mu.Lock()
+	if rv > w.progress {
+		w.progress = rv
+	}
+	w.mu.Unlock()
+}
+
+// Progress implements Watcher.
+func (w *watcher) Progress() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.queue) == 0 && !w.sending {
+		return w.progress
+	}
+	return w.delivered
+}
+
 func (w *watcher) close(err error) {
 	w.mu.Lock()
 	if !w.closed {
@@ -227,6 +258,8 @@ func (w *watcher) run() {
 		batch := w.queue
 		w.queue = nil
 		closed := w.closed
+		upTo := w.progress
+		w.sending = len(batch) > 0
 		w.mu.Unlock()
 		for _, e := range batch {
 			select {
@@ -236,6 +269,10 @@ func (w *watcher) run() {
 			}
 		}
 		if len(batch) > 0 {
+			w.mu.Lock()
+			w.sending = false
+			w.delivered = upTo
+			w.mu.Unlock()
 			continue
 		}
 		if closed {

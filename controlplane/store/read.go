@@ -67,7 +67,7 @@ func (f *FSM) Watch(kind api.Kind, opts ListOptions, fromRV uint64) (Watcher, er
 		fromRV = f.index
 	}
 	w := newWatcher(f.hub, kind, opts)
-	if err := f.hub.register(w, fromRV); err != nil {
+	if err := f.hub.register(w, fromRV, f.index); err != nil {
 		return nil, fmt.Errorf("%w: resourceVersion %d is older than the oldest kept (%d); list again", err, fromRV, f.hub.compactedRV())
 	}
 	go w.run()
@@ -81,7 +81,7 @@ func (f *FSM) ListAndWatch(kind api.Kind, opts ListOptions) ([]api.Object, uint6
 	defer f.mu.RUnlock()
 	out := f.list(kind, opts)
 	w := newWatcher(f.hub, kind, opts)
-	if err := f.hub.register(w, f.index); err != nil {
+	if err := f.hub.register(w, f.index, f.index); err != nil {
 		return nil, 0, nil, err
 	}
 	go w.run()

@@ -76,6 +76,10 @@ type Watcher interface {
 	Events() <-chan Event
 	Err() error
 	Stop()
+	// Progress is a resourceVersion such that every event at or below it
+	// has already been received from Events: a bookmark at Progress lets a
+	// client resume without missing anything.
+	Progress() uint64
 }
 
 // Preconditions guard an update or delete.

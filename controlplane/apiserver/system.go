@@ -1,0 +1,106 @@
+package apiserver
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/skiffhq/skiff/api"
+	"github.com/skiffhq/skiff/controlplane/store"
+)
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, "ok\n")
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Cluster != nil && !s.cfg.Cluster.Ready() {
+		writeStatus(w, unavailable("not ready: no leader is known or this server has not caught up with the log"))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, "ok\n")
+}
+
+func (s *Server) members(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET")
+		writeStatus(w, methodNotAllowed(r.Method, "/skiff/v1/members"))
+		return
+	}
+	if s.cfg.Cluster == nil {
+		// A standalone server is its own leader and only member.
+		idx := s.store.LastIndex()
+		writeJSON(w, http.StatusOK, MembersInfo{
+			Members:   []MemberInfo{{ID: s.cfg.ServerID, Suffrage: "Voter", Leader: true}},
+			Leader:    s.cfg.ServerID,
+			LastIndex: idx, AppliedIndex: idx, Server: s.cfg.ServerID,
+		})
+		return
+	}
+	info, err := s.cfg.Cluster.Members(r.Context())
+	if err != nil {
+		writeStatus(w, unavailable("reading cluster membership: "+err.Error()))
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+func (s *Server) join(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeStatus(w, methodNotAllowed(r.Method, "/skiff/v1/join"))
+		return
+	}
+	if s.cfg.Cluster == nil {
+		writeStatus(w, newStatus(http.StatusNotImplemented, api.ReasonBadRequest, "this server runs without Raft and cannot add members"))
+		return
+	}
+	if !s.store.IsLeader() {
+		s.forward(w, r, nil)
+		return
+	}
+	body, serr := s.readBody(w, r)
+	if serr != nil {
+		writeStatus(w, serr)
+		return
+	}
+	var req JoinRequest
+	dec := json.NewDecoder(bytesReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeStatus(w, badRequest("decoding join request: %v", err))
+		return
+	}
+	var errs api.FieldErrors
+	if req.ID == "" {
+		errs = append(errs, api.FieldError{Field: "id", Type: api.FieldRequired, Detail: "required"})
+	}
+	if req.RaftAddr == "" {
+		errs = append(errs, api.FieldError{Field: "raftAddr", Type: api.FieldRequired, Detail: "required"})
+	}
+	if len(errs) > 0 {
+		e := newStatus(http.StatusUnprocessableEntity, api.ReasonInvalid, "join request is invalid: "+errs.Error())
+		e.status.Details = &api.StatusDetails{Name: req.ID, Causes: errs.Causes()}
+		writeStatus(w, e)
+		return
+	}
+	if err := s.cfg.Cluster.Join(r.Context(), req); err != nil {
+		if errors.Is(err, store.ErrNotLeader) {
+			s.forward(w, r, body)
+			return
+		}
+		writeStatus(w, newStatus(http.StatusInternalServerError, api.ReasonInternalError,
+			fmt.Sprintf("adding server %s (%s): %v", req.ID, req.RaftAddr, err)))
+		return
+	}
+	s.log.Info("server joined", "id", req.ID, "raftAddr", req.RaftAddr, "apiAddr", req.APIAddr)
+	writeJSON(w, http.StatusOK, api.Status{
+		TypeMeta: api.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status:   "Success", Code: http.StatusOK,
+		Message: fmt.Sprintf("server %s joined", req.ID),
+	})
+}
