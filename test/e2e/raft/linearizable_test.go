@@ -1,10 +1,14 @@
 package raft
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -140,7 +144,28 @@ func do(ctx context.Context, hc *http.Client, url string, in linInput) (linOutpu
 	case opGet:
 		method, path = http.MethodGet, path+"/"+in.Key
 	}
-	code, resp, err := harness.Do(ctx, hc, method, path, body)
+	req, err := http.NewRequestWithContext(ctx, method, path, bytes.NewReader(body))
+	if err != nil {
+		return linOutput{Unknown: true}, false
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		// Never reached a server: certainly not applied.
+		return linOutput{}, false
+	}
+	var code int
+	var rbody []byte
+	if err == nil {
+		code = resp.StatusCode
+		rbody, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if code == http.StatusServiceUnavailable && resp.Header.Get("X-Skiff-Write-Outcome") != "unknown" {
+			// Refused before it was proposed (no leader yet).
+			return linOutput{}, false
+		}
+	}
 	switch {
 	case err == nil && (code == 200 || code == 201 || code == 404 || code == 409):
 		out := linOutput{Status: code}
@@ -150,7 +175,7 @@ func do(ctx context.Context, hc *http.Client, url string, in linInput) (linOutpu
 					Labels map[string]string `json:"labels"`
 				} `json:"metadata"`
 			}
-			if json.Unmarshal(resp, &ns) != nil {
+			if json.Unmarshal(rbody, &ns) != nil {
 				return linOutput{}, false
 			}
 			out.Value = ns.Metadata.Labels["v"]
@@ -158,9 +183,28 @@ func do(ctx context.Context, hc *http.Client, url string, in linInput) (linOutpu
 		return out, true
 	case err == nil && code/100 == 4:
 		// A definite rejection that the model does not expect is a bug.
-		return linOutput{Status: code, Value: string(resp)}, true
+		return linOutput{Status: code, Value: string(rbody)}, true
 	}
 	return linOutput{Unknown: true}, false
+}
+
+// outcome classifies what do returned.
+type outcome int
+
+const (
+	definite   outcome = iota // a real answer
+	notApplied                // certainly had no effect: leave it out
+	unknownOut                // may or may not have taken effect
+)
+
+func classify(out linOutput, ok bool) outcome {
+	switch {
+	case ok:
+		return definite
+	case out.Unknown:
+		return unknownOut
+	}
+	return notApplied
 }
 
 func TestLinearizableAcrossLeaderKill(t *testing.T) {
@@ -172,7 +216,7 @@ func TestLinearizableAcrossLeaderKill(t *testing.T) {
 
 	const (
 		workers  = 6
-		keys     = 4
+		keys     = 8
 		runFor   = 7 * time.Second
 		killAt   = 2 * time.Second
 		reviveAt = 4500 * time.Millisecond
@@ -184,18 +228,23 @@ func TestLinearizableAcrossLeaderKill(t *testing.T) {
 		acked   int
 		unknown int
 	)
-	record := func(client int, in linInput, call time.Time, out linOutput, definite bool) {
+	record := func(client int, in linInput, call time.Time, out linOutput, ok bool) {
 		mu.Lock()
 		defer mu.Unlock()
 		ret := time.Since(start).Nanoseconds()
-		if !definite {
+		switch classify(out, ok) {
+		case notApplied:
+			return
+		case unknownOut:
 			if in.Op == opGet {
 				return // a read without an answer changes nothing
 			}
 			unknown++
 			ret = int64(1) << 62 // may take effect any time after its call
-		} else if in.Op != opGet {
-			acked++
+		default:
+			if in.Op != opGet {
+				acked++
+			}
 		}
 		history = append(history, porcupine.Operation{ClientId: client, Input: in, Call: call.Sub(start).Nanoseconds(), Output: out, Return: ret})
 	}
@@ -222,9 +271,9 @@ func TestLinearizableAcrossLeaderKill(t *testing.T) {
 					in.Op = opDelete
 				}
 				call := time.Now()
-				out, definite := do(context.Background(), hc, urls[rng.IntN(len(urls))], in)
-				record(w, in, call, out, definite)
-				if !definite {
+				out, ok := do(context.Background(), hc, urls[rng.IntN(len(urls))], in)
+				record(w, in, call, out, ok)
+				if !ok {
 					time.Sleep(5 * time.Millisecond)
 				}
 			}

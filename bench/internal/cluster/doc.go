@@ -1,0 +1,13 @@
+// Package cluster starts the systems the benchmarks measure — a local skiff
+// cluster and a local etcd cluster — as child processes on loopback, each
+// member with its own data directory, and ends every one of them by PID.
+//
+// Only 127.0.0.1 addresses are ever used: ports are picked by binding
+// 127.0.0.1:0. A Reaper owns every process and temporary directory it
+// hands out; its Close (called on return, on error and on SIGINT/SIGTERM)
+// kills what is still running and removes the directories, and each child
+// also gets SIGKILL from the kernel if the benchmark itself dies.
+//
+// It must not import skiff's own packages: the benchmarks talk to the
+// servers over their public interfaces only, as a user would.
+package cluster

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs skiff's benchmark programs one after another and prints their
+# results (make bench). Each program starts its own clusters on 127.0.0.1
+# in temporary directories and kills them by PID when it ends.
+#
+# Knobs (environment): BENCH_CLIENTS (1,16,256), BENCH_DURATION (10s),
+# BENCH_ROUNDS (1), BENCH_TRIALS (20), BENCH_PODS (10000), BENCH_ONLY
+# (a space-separated subset of: writes failover rss), BENCH_RESULTS (a
+# directory to also write each program's output to).
+set -euo pipefail
+set -u
+
+cd "$(dirname "$0")/.."
+
+clients=${BENCH_CLIENTS:-1,16,256}
+duration=${BENCH_DURATION:-10s}
+rounds=${BENCH_ROUNDS:-1}
+trials=${BENCH_TRIALS:-20}
+pods=${BENCH_PODS:-10000}
+only=${BENCH_ONLY:-writes failover rss}
+results=${BENCH_RESULTS:-}
+
+echo "==> make build"
+make --no-print-directory build
+
+if ! command -v etcd >/dev/null 2>&1; then
+	echo "==> installing etcd-server (the baseline)"
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "etcd is missing and this is not root: apt-get install -y etcd-server" >&2
+		exit 1
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
+fi
+
+echo "==> machine: $(nproc) CPUs, $(uname -sr), $(. /etc/os-release && echo "$PRETTY_NAME"), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "==> $(etcd --version | head -1), $(go version)"
+
+# run NAME ARGS...: runs bench/NAME, printing and (with BENCH_RESULTS) saving
+# its output.
+run() {
+	local name=$1
+	shift
+	case " $only " in *" $name "*) ;; *) return 0 ;; esac
+	echo
+	echo "==> go run ./bench/$name $*"
+	if [ -n "$results" ]; then
+		mkdir -p "$results"
+		go run "./bench/$name" "$@" 2>&1 | tee "$results/$name-$(date -u +%Y%m%dT%H%M%SZ).txt"
+	else
+		go run "./bench/$name" "$@"
+	fi
+}
+
+run writes -clients "$clients" -duration "$duration" -rounds "$rounds"
+run failover -trials "$trials"
+run rss -pods "$pods"

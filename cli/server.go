@@ -1,0 +1,196 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skiffhq/skiff/client"
+	"github.com/skiffhq/skiff/controlplane"
+)
+
+// logFlags are the logging flags of the commands that run daemons.
+type logFlags struct {
+	level  string
+	format string
+}
+
+func (l *logFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&l.level, "log-level", "info", "log level: debug, info, warn or error")
+	cmd.Flags().StringVar(&l.format, "log-format", "text", "log format: text or json")
+}
+
+func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(l.level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", l.level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch l.format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", l.format)
+}
+
+func (o *options) buildInfo() controlplane.BuildInfo {
+	return controlplane.BuildInfo{Version: o.build.Version, Commit: o.build.Commit, Date: o.build.Date}
+}
+
+func newServerCmd(o *options) *cobra.Command {
+	var cfg controlplane.Config
+	var logs logFlags
+	cmd := &cobra.Command{
+		Use:   "server --data-dir DIR (--bootstrap | --join ADDR | restart)",
+		Short: "Run a control-plane server",
+		Long: `Run one control-plane server: a member of the Raft group that stores every
+object, serves the API, and (on the leader) runs the scheduler and controllers.
+
+Start the first server of a new cluster with --bootstrap, and every other one
+with --join pointing at the API address of any member. A server restarted on
+its data directory needs neither: it rejoins with the state it had.
+
+Once ready, the server writes DATA_DIR/admin.conf, a client config for
+skiff's client commands (export SKIFF_CONFIG=DATA_DIR/admin.conf).`,
+		Example: `  # A three-server cluster on one machine
+  skiff server --data-dir /var/lib/skiff/s1 --node-id s1 \
+    --raft-addr 127.0.0.1:7001 --api-addr 127.0.0.1:6443 --bootstrap
+  skiff server --data-dir /var/lib/skiff/s2 --node-id s2 \
+    --raft-addr 127.0.0.1:7002 --api-addr 127.0.0.1:6444 --join 127.0.0.1:6443
+  skiff server --data-dir /var/lib/skiff/s3 --node-id s3 \
+    --raft-addr 127.0.0.1:7003 --api-addr 127.0.0.1:6445 --join 127.0.0.1:6443
+
+  # Restart a member (no --bootstrap, no --join)
+  skiff server --data-dir /var/lib/skiff/s2 --node-id s2 \
+    --raft-addr 127.0.0.1:7002 --api-addr 127.0.0.1:6444`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.DataDir == "" {
+				return errors.New("--data-dir is required: the directory that holds this server's Raft log, snapshots and admin.conf")
+			}
+			if cfg.Bootstrap && cfg.Join != "" {
+				return errors.New("--bootstrap and --join exclude each other: bootstrap the first server, join the others through it")
+			}
+			log, err := logs.logger(o.errOut)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = log
+			cfg.Build = o.buildInfo()
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return controlplane.Run(ctx, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for the Raft log, snapshots and admin.conf (required)")
+	f.StringVar(&cfg.NodeID, "node-id", "", "this server's Raft ID, stable across restarts (default: the hostname)")
+	f.StringVar(&cfg.RaftAddr, "raft-addr", "127.0.0.1:6444", "host:port the Raft transport listens on")
+	f.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:6443", "host:port the HTTP API listens on")
+	f.StringVar(&cfg.AdvertiseRaft, "advertise-raft", "", "Raft address peers dial (default: the bound --raft-addr)")
+	f.StringVar(&cfg.AdvertiseAPI, "advertise-api", "", "API address clients and peers dial (default: the bound --api-addr)")
+	f.BoolVar(&cfg.Bootstrap, "bootstrap", false, "start a new cluster with this server as its only member")
+	f.StringVar(&cfg.Join, "join", "", "API address (host:port or URL) of any member of the cluster to join")
+	logs.register(cmd)
+	return cmd
+}
+
+// defaultDevDir is where `skiff dev` keeps its data unless told otherwise.
+func defaultDevDir() string {
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".skiff", "dev")
+	}
+	return ".skiff-dev"
+}
+
+func newDevCmd(o *options) *cobra.Command {
+	cfg := controlplane.Config{Dev: true}
+	var logs logFlags
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a one-process development cluster",
+		Long: `Run a whole cluster in one process, for development and trying skiff out: a
+single control-plane server that bootstraps itself the first time and keeps its
+state in --data-dir across restarts. Once it is ready it prints how to point
+the client commands at it.
+
+Status: the control plane only. Objects are stored and watched, but no
+scheduler, controllers or node agent run yet, so Deployments create no Pods.`,
+		Example: `  # Start it (Ctrl-C stops it; the data survives)
+  skiff dev
+
+  # Elsewhere, use it
+  export SKIFF_CONFIG=$HOME/.skiff/dev/admin.conf
+  skiff apply -f examples/web.yaml
+  skiff get deploy,svc
+
+  # Throwaway cluster on a free port
+  skiff dev --data-dir /tmp/skiff-dev --api-addr 127.0.0.1:0`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.DataDir == "" {
+				return errors.New("--data-dir must not be empty")
+			}
+			log, err := logs.logger(o.errOut)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = log
+			cfg.Build = o.buildInfo()
+			ready := make(chan struct{})
+			cfg.Ready = ready
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			done := make(chan error, 1)
+			go func() { done <- controlplane.Run(ctx, cfg) }()
+			select {
+			case err := <-done:
+				return err
+			case <-ready:
+				o.printDevBanner(cfg.DataDir)
+			}
+			return <-done
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data-dir", defaultDevDir(), "directory for the cluster's state and admin.conf")
+	f.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:6443", "host:port the HTTP API listens on (port 0 picks a free one)")
+	f.StringVar(&cfg.RaftAddr, "raft-addr", "127.0.0.1:0", "host:port the Raft transport listens on")
+	f.StringVar(&cfg.NodeID, "node-id", "dev", "the server's Raft ID")
+	logs.register(cmd)
+	return cmd
+}
+
+// printDevBanner tells the user how to reach the dev cluster.
+func (o *options) printDevBanner(dataDir string) {
+	conf := filepath.Join(dataDir, "admin.conf")
+	if abs, err := filepath.Abs(conf); err == nil {
+		conf = abs
+	}
+	url := "(see " + conf + ")"
+	if c, err := client.LoadConfig(conf); err == nil && len(c.Servers) > 0 {
+		url = strings.Join(c.Servers, ", ")
+	}
+	fmt.Fprintf(o.out, `
+skiff dev is ready: API at %s, data in %s
+
+In another terminal:
+  export SKIFF_CONFIG=%s
+  skiff apply -f examples/web.yaml
+  skiff get deploy,svc
+  skiff get nodes
+  skiff members
+
+Stop with Ctrl-C; the state survives restarts.
+`, url, dataDir, conf)
+}
