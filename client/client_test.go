@@ -389,6 +389,9 @@ func TestWatchFailsOverWhenServerDies(t *testing.T) {
 		t.Fatal(err)
 	}
 	collect(t, w, 1)
+	// Stop accepting first: otherwise the watch may reconnect to a between
+	// the two calls below, and Close waits for that request forever.
+	a.Listener.Close()
 	a.CloseClientConnections()
 	a.Close()
 	// Once the watch has moved to b, the client has dropped its pooled

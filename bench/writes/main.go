@@ -71,11 +71,17 @@ type system interface {
 	Prepare(n int, tag string) (load.Op, func(), error)
 	// CPU is the CPU time all of the system's processes used so far.
 	CPU() time.Duration
+	// Leader names the current leader ("" if unknown). Prepare sends the
+	// writes to the leader of the moment.
+	Leader(ctx context.Context) string
 }
 
 type measurement struct {
 	res load.Result
-	cpu time.Duration // servers' CPU during the whole run (warm-up too)
+	// leaderMoved is set when leadership changed during the run: some
+	// writes were forwarded or refused.
+	leaderMoved string
+	cpu         time.Duration // servers' CPU during the whole run (warm-up too)
 	gen time.Duration // this process's CPU (the load generator)
 	all time.Duration // warm-up + window
 }
@@ -106,12 +112,12 @@ func run(levels []int, duration, warmup time.Duration, rounds, payload int, skif
 	if err != nil {
 		return err
 	}
-	fmt.Printf("# skiff leader %s (%s), etcd leader %s (%s)\n", leader.ID, leader.URL(), eleader.Name, eleader.ClientURL)
+	fmt.Printf("# skiff leader at start %s (%s), etcd leader %s (%s)\n", leader.ID, leader.URL(), eleader.Name, eleader.ClientURL)
 
 	body := newPodBody(payload)
 	systems := []system{
-		&skiffWrites{c: sk, url: leader.URL(), body: body},
-		&etcdWrites{e: et, endpoint: eleader.ClientURL, conns: etcdConns, body: body},
+		&skiffWrites{c: sk, body: body},
+		&etcdWrites{e: et, conns: etcdConns, body: body},
 	}
 	results := map[string]map[int][]measurement{}
 	for _, s := range systems {
@@ -134,22 +140,18 @@ func run(levels []int, duration, warmup time.Duration, rounds, payload int, skif
 				if m.res.FirstErr != nil {
 					fmt.Fprintf(os.Stderr, "  first error: %v\n", m.res.FirstErr)
 				}
+				if m.leaderMoved != "" {
+					fmt.Fprintf(os.Stderr, "  leadership changed during the run: %s\n", m.leaderMoved)
+				}
 			}
 		}
-	}
-	if sk.Server(leader.ID).Proc.Running() {
-		if now, err := sk.Leader(ctx, 5*time.Second); err == nil && now.ID != leader.ID {
-			fmt.Printf("# WARNING: skiff leadership moved from %s to %s during the run\n", leader.ID, now.ID)
-		}
-	}
-	if now, err := et.Leader(ctx, 5*time.Second); err == nil && now.Name != eleader.Name {
-		fmt.Printf("# WARNING: etcd leadership moved from %s to %s during the run\n", eleader.Name, now.Name)
 	}
 	printTable(levels, results["skiff"], results["etcd"], etcdConns)
 	return nil
 }
 
 func measure(ctx context.Context, s system, n int, tag string, cfg load.Config) (measurement, error) {
+	before := s.Leader(ctx)
 	op, done, err := s.Prepare(n, tag)
 	if err != nil {
 		return measurement{}, err
@@ -158,7 +160,11 @@ func measure(ctx context.Context, s system, n int, tag string, cfg load.Config) 
 	cpu0, gen0 := s.CPU(), selfCPU()
 	t0 := time.Now()
 	res := load.Run(ctx, cfg, op)
-	return measurement{res: res, cpu: s.CPU() - cpu0, gen: selfCPU() - gen0, all: time.Since(t0)}, nil
+	m := measurement{res: res, cpu: s.CPU() - cpu0, gen: selfCPU() - gen0, all: time.Since(t0)}
+	if after := s.Leader(ctx); after != before {
+		m.leaderMoved = before + " -> " + after
+	}
+	return m, nil
 }
 
 func selfCPU() time.Duration {
@@ -167,7 +173,7 @@ func selfCPU() time.Duration {
 }
 
 // merged pools the rounds of one system at one level.
-func merged(ms []measurement) (res load.Result, cpuPerK, genPerK float64) {
+func merged(ms []measurement) (res load.Result, cpuPerK, genPerK float64, moved int) {
 	var cpu, gen time.Duration
 	var all int
 	for _, m := range ms {
@@ -177,6 +183,9 @@ func merged(ms []measurement) (res load.Result, cpuPerK, genPerK float64) {
 		res.Latencies = append(res.Latencies, m.res.Latencies...)
 		cpu += m.cpu
 		gen += m.gen
+		if m.leaderMoved != "" {
+			moved++
+		}
 		// CPU covers warm-up too: scale by the ops of the whole run, which
 		// the window's rate estimates.
 		all += int(m.res.Rate() * m.all.Seconds())
@@ -186,28 +195,29 @@ func merged(ms []measurement) (res load.Result, cpuPerK, genPerK float64) {
 		cpuPerK = float64(cpu.Milliseconds()) / float64(all) * 1000
 		genPerK = float64(gen.Milliseconds()) / float64(all) * 1000
 	}
-	return res, cpuPerK, genPerK
+	return res, cpuPerK, genPerK, moved
 }
 
 func printTable(levels []int, sk, et map[int][]measurement, etcdConns int) {
 	fmt.Println()
-	fmt.Println("| clients | skiff writes/s | p50 | p99 | etcd puts/s | p50 | p99 | skiff/etcd | errors skiff/etcd | server CPU ms per 1k writes skiff/etcd | load-gen CPU ms per 1k skiff/etcd |")
-	fmt.Println("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	fmt.Println("| clients | skiff writes/s | p50 | p99 | etcd puts/s | p50 | p99 | skiff/etcd | errors skiff/etcd | leader changes skiff/etcd | server CPU ms per 1k writes skiff/etcd | load-gen CPU ms per 1k skiff/etcd |")
+	fmt.Println("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, n := range levels {
-		s, scpu, sgen := merged(sk[n])
-		e, ecpu, egen := merged(et[n])
+		s, scpu, sgen, smoved := merged(sk[n])
+		e, ecpu, egen, emoved := merged(et[n])
 		ratio := 0.0
 		if e.Rate() > 0 {
 			ratio = s.Rate() / e.Rate()
 		}
-		fmt.Printf("| %d | %.0f | %s | %s | %.0f | %s | %s | %.2f | %d / %d | %.0f / %.0f | %.0f / %.0f |\n",
+		fmt.Printf("| %d | %.0f | %s | %s | %.0f | %s | %s | %.2f | %d / %d | %d / %d | %.0f / %.0f | %.0f / %.0f |\n",
 			n, s.Rate(), ms(s.Percentile(0.5)), ms(s.Percentile(0.99)),
 			e.Rate(), ms(e.Percentile(0.5)), ms(e.Percentile(0.99)), ratio,
-			s.Errors, e.Errors, scpu, ecpu, sgen, egen)
+			s.Errors, e.Errors, smoved, emoved, scpu, ecpu, sgen, egen)
 	}
 	fmt.Println()
 	fmt.Printf("skiff: POST /api/v1/namespaces/default/pods to the leader, one HTTP/1.1 keep-alive connection per client.\n")
 	fmt.Printf("etcd: Put of the same JSON bytes to a unique key on the leader; clients share min(clients, %d) etcd clients (gRPC connections), as etcd's benchmark tool does with --conns.\n", etcdConns)
+	fmt.Printf("Leader changes: runs (of %d rounds) in which leadership moved; writes then went through a forwarding follower or were refused.\n", len(sk[levels[0]]))
 	fmt.Printf("Latencies in ms. CPU: user+system of the 3 server processes, and of this load generator, per 1,000 acknowledged writes.\n")
 }
 
@@ -243,8 +253,15 @@ func (b podBody) build(name string) []byte {
 // skiffWrites creates Pods through the leader's HTTP API.
 type skiffWrites struct {
 	c    *cluster.Skiff
-	url  string
 	body podBody
+}
+
+func (s *skiffWrites) Leader(ctx context.Context) string {
+	l, err := s.c.Leader(ctx, 30*time.Second)
+	if err != nil {
+		return "?"
+	}
+	return l.ID
 }
 
 func (s *skiffWrites) Name() string { return "skiff" }
@@ -268,7 +285,11 @@ func (s *skiffWrites) Prepare(n int, tag string) (load.Op, func(), error) {
 		DisableCompression:  true,
 	}
 	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	url := s.url + "/api/v1/namespaces/default/pods"
+	leader, err := s.c.Leader(context.Background(), 30*time.Second)
+	if err != nil {
+		return nil, nil, err
+	}
+	url := leader.URL() + "/api/v1/namespaces/default/pods"
 	op := func(ctx context.Context, w, seq int) error {
 		name := "p-" + tag + "-" + strconv.Itoa(w) + "-" + strconv.Itoa(seq)
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(s.body.build(name)))
@@ -280,11 +301,12 @@ func (s *skiffWrites) Prepare(n int, tag string) (load.Op, func(), error) {
 		if err != nil {
 			return err
 		}
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusCreated {
-			return fmt.Errorf("POST %s: %s", name, resp.Status)
+			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			return fmt.Errorf("POST %s: %s: %s", name, resp.Status, msg)
 		}
+		_, err = io.Copy(io.Discard, resp.Body)
 		return err
 	}
 	return op, tr.CloseIdleConnections, nil
@@ -292,10 +314,17 @@ func (s *skiffWrites) Prepare(n int, tag string) (load.Op, func(), error) {
 
 // etcdWrites puts the same bytes to unique keys through etcd's Go client.
 type etcdWrites struct {
-	e        *cluster.Etcd
-	endpoint string
-	conns    int
-	body     podBody
+	e     *cluster.Etcd
+	conns int
+	body  podBody
+}
+
+func (e *etcdWrites) Leader(ctx context.Context) string {
+	l, err := e.e.Leader(ctx, 30*time.Second)
+	if err != nil {
+		return "?"
+	}
+	return l.Name
 }
 
 func (e *etcdWrites) Name() string { return "etcd" }
@@ -310,6 +339,10 @@ func (e *etcdWrites) CPU() time.Duration {
 }
 
 func (e *etcdWrites) Prepare(n int, tag string) (load.Op, func(), error) {
+	leader, err := e.e.Leader(context.Background(), 30*time.Second)
+	if err != nil {
+		return nil, nil, err
+	}
 	clients := make([]*clientv3.Client, min(n, e.conns))
 	closeAll := func() {
 		for _, c := range clients {
@@ -319,7 +352,7 @@ func (e *etcdWrites) Prepare(n int, tag string) (load.Op, func(), error) {
 		}
 	}
 	for i := range clients {
-		c, err := cluster.Client(0, e.endpoint)
+		c, err := cluster.Client(0, leader.ClientURL)
 		if err != nil {
 			closeAll()
 			return nil, nil, err

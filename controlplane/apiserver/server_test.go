@@ -79,13 +79,13 @@ func TestWriteErrors(t *testing.T) {
 	expect(t, do(t, "POST", pods, fmt.Sprintf(podJSON, "a", "web", "")), http.StatusCreated)
 
 	t.Run("already exists", func(t *testing.T) {
-		s := expectStatus(t, do(t, "POST", pods, fmt.Sprintf(podJSON, "a", "web", "")), http.StatusConflict, api.ReasonAlreadyExists, `"default/a" already exists`)
+		s := expectStatus(t, do(t, "POST", pods, fmt.Sprintf(podJSON, "a", "web", "")), http.StatusConflict, api.ReasonAlreadyExists, `pods "a" already exists`)
 		if s.Details == nil || s.Details.Name != "a" {
 			t.Fatalf("details: %+v", s.Details)
 		}
 	})
 	t.Run("not found", func(t *testing.T) {
-		expectStatus(t, do(t, "GET", pods+"/nope", ""), http.StatusNotFound, api.ReasonNotFound, `pods "default/nope" not found`)
+		expectStatus(t, do(t, "GET", pods+"/nope", ""), http.StatusNotFound, api.ReasonNotFound, `pods "nope" not found`)
 		expectStatus(t, do(t, "DELETE", pods+"/nope", ""), http.StatusNotFound, api.ReasonNotFound, "not found")
 		expectStatus(t, do(t, "PUT", pods+"/nope", fmt.Sprintf(podJSON, "nope", "web", "")), http.StatusNotFound, api.ReasonNotFound, "not found")
 	})

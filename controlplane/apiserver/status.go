@@ -84,13 +84,9 @@ func invalid(info *api.ResourceInfo, name string, errs api.FieldErrors) *statusE
 	return e
 }
 
-// objectName is "namespace/name" for messages, or name.
-func qualified(ns, name string) string {
-	if ns == "" {
-		return name
-	}
-	return ns + "/" + name
-}
+// qualified is the object's name as kubectl's messages show it: the name
+// alone (the namespace is in the request).
+func qualified(_, name string) string { return name }
 
 // storeError converts an error of a store call (or of decoding and
 // validation) to the Status answered for it.

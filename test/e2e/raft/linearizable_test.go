@@ -227,6 +227,11 @@ func TestLinearizableAcrossLeaderKill(t *testing.T) {
 		history []porcupine.Operation
 		acked   int
 		unknown int
+		// killedAt and firstAckAfterKill are offsets from start; the
+		// latter is the return of the first write acknowledged that was
+		// sent after the kill.
+		killedAt          time.Duration = -1
+		firstAckAfterKill time.Duration = -1
 	)
 	record := func(client int, in linInput, call time.Time, out linOutput, ok bool) {
 		mu.Lock()
@@ -244,6 +249,9 @@ func TestLinearizableAcrossLeaderKill(t *testing.T) {
 		default:
 			if in.Op != opGet {
 				acked++
+				if killedAt >= 0 && call.Sub(start) > killedAt && (firstAckAfterKill < 0 || time.Duration(ret) < firstAckAfterKill) {
+					firstAckAfterKill = time.Duration(ret)
+				}
 			}
 		}
 		history = append(history, porcupine.Operation{ClientId: client, Input: in, Call: call.Sub(start).Nanoseconds(), Output: out, Return: ret})
@@ -287,6 +295,9 @@ func TestLinearizableAcrossLeaderKill(t *testing.T) {
 	}
 	victim.Kill()
 	killed := time.Since(start)
+	mu.Lock()
+	killedAt = killed
+	mu.Unlock()
 	t.Logf("killed leader %s at %v", victim.ID, killed)
 	time.Sleep(reviveAt - killed)
 	victim.Start()
@@ -307,6 +318,14 @@ func TestLinearizableAcrossLeaderKill(t *testing.T) {
 		record(workers, in, call, out, true)
 	}
 	t.Logf("history: %d operations, %d acknowledged writes, %d with unknown outcome", len(history), acked, unknown)
+	if firstAckAfterKill < 0 {
+		t.Fatal("no write was acknowledged after the leader was killed")
+	}
+	resumed := firstAckAfterKill - killedAt
+	t.Logf("writes resumed %v after the leader was killed", resumed)
+	if resumed > time.Second {
+		t.Fatalf("writes resumed %v after the kill, want within 1s", resumed)
+	}
 	if acked < 50 {
 		t.Fatalf("only %d acknowledged writes: the cluster barely served", acked)
 	}
