@@ -55,16 +55,17 @@ type StatusCause struct {
 	Field   string `json:"field,omitempty"`
 }
 
-// Error makes a Status usable as a Go error (the client returns it).
+// Error makes a Status usable as a Go error (the client returns it). The
+// message already names every cause; without one, the causes are listed.
 func (s *Status) Error() string {
-	if s.Details == nil || len(s.Details.Causes) == 0 {
+	if s.Message != "" || s.Details == nil || len(s.Details.Causes) == 0 {
 		return s.Message
 	}
 	parts := make([]string, len(s.Details.Causes))
 	for i, c := range s.Details.Causes {
 		parts[i] = c.Field + ": " + c.Message
 	}
-	return s.Message + " (" + strings.Join(parts, "; ") + ")"
+	return strings.Join(parts, "; ")
 }
 
 // FieldError is one problem with one field of a manifest. Field is the
