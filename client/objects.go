@@ -180,7 +180,7 @@ func (c *Client) Delete(ctx context.Context, kind api.Kind, namespace, name stri
 			Kind          string `json:"kind"`
 			APIVersion    string `json:"apiVersion"`
 			Preconditions pre    `json:"preconditions"`
-		}{"DeleteOptions", "v1", pre{opts.ResourceVersion, opts.UID}})
+		}{"DeleteOptions", "v1", pre(opts)})
 	}
 	return c.objectCall(ctx, info, http.MethodDelete, resourcePath(info, objectNamespace(info, namespace), name, ""), body)
 }

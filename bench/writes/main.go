@@ -82,8 +82,8 @@ type measurement struct {
 	// writes were forwarded or refused.
 	leaderMoved string
 	cpu         time.Duration // servers' CPU during the whole run (warm-up too)
-	gen time.Duration // this process's CPU (the load generator)
-	all time.Duration // warm-up + window
+	gen         time.Duration // this process's CPU (the load generator)
+	all         time.Duration // warm-up + window
 }
 
 func run(levels []int, duration, warmup time.Duration, rounds, payload int, skiffBin, etcdBin string, etcdConns int, keep bool) error {
