@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -33,6 +34,12 @@ var systemNamespaces = []string{"default", "kube-system"}
 func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.complete(); err != nil {
 		return err
+	}
+	if os.Getenv("GOGC") == "" {
+		// The server's heap is mostly long-lived objects; collecting less
+		// often costs memory it has and saves CPU the write path needs
+		// (GC was ~15% of the leader's CPU under write load at GOGC=100).
+		debug.SetGCPercent(300)
 	}
 	log := cfg.Logger
 	reg := cfg.Registry

@@ -15,6 +15,8 @@ fi
 # command -> Debian package
 declare -A want=(
 	[git]=git
+	[ip]=iproute2
+	[nsenter]=util-linux
 )
 
 pkgs=()

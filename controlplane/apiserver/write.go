@@ -68,6 +68,11 @@ func decodeBody(body []byte, t target) (api.Object, *statusError) {
 			return nil, badRequest("request body is not an object: want a %s object", t.info.Kind)
 		}
 	}
+	// Well-formed bodies of the URL's kind decode in one strict pass;
+	// anything else goes the careful way below, which names every problem.
+	if o, err := api.DecodeAs(data, t.info); err == nil && api.KindOf(o) == t.info.Kind {
+		return checkTarget(o, t)
+	}
 	var probe struct {
 		Kind       *string `json:"kind"`
 		APIVersion *string `json:"apiVersion"`
@@ -107,6 +112,12 @@ func decodeBody(body []byte, t target) (api.Object, *statusError) {
 	if api.KindOf(o) != t.info.Kind {
 		return nil, badRequest("the object's kind %q does not match the URL's resource %s", api.KindOf(o), t.info.GroupResource())
 	}
+	return checkTarget(o, t)
+}
+
+// checkTarget checks (or fills) the object's namespace and name against
+// the URL's.
+func checkTarget(o api.Object, t target) (api.Object, *statusError) {
 	m := o.GetObjectMeta()
 	if t.info.Namespaced {
 		switch {

@@ -63,8 +63,8 @@ func NewFSM(opts ...FSMOption) *FSM {
 // correct proposer never produces).
 func (f *FSM) Apply(index uint64, data []byte) any {
 	start := time.Now()
-	var cmd command
-	if err := json.Unmarshal(data, &cmd); err != nil {
+	cmd, err := decodeCommand(data)
+	if err != nil {
 		f.mu.Lock()
 		f.index = index
 		f.mu.Unlock()
@@ -75,7 +75,7 @@ func (f *FSM) Apply(index uint64, data []byte) any {
 	objs := make([]api.Object, len(cmd.Ops))
 	errs := make([]error, len(cmd.Ops))
 	for i, r := range cmd.Ops {
-		if r.Type == opSetMember || r.Object == nil {
+		if r.Type == opSetMember || len(r.Object) == 0 {
 			continue
 		}
 		objs[i], errs[i] = decodeRecordObject(r)
@@ -111,7 +111,7 @@ func decodeRecordObject(r record) (api.Object, error) {
 		return nil, fmt.Errorf("%w: unknown kind %q", ErrInvalid, r.Kind)
 	}
 	o := info.New()
-	if err := json.Unmarshal(r.Object, o); err != nil {
+	if err := fastJSON.Unmarshal(r.Object, o); err != nil {
 		return nil, fmt.Errorf("%w: decode %s %q: %v", ErrInvalid, r.Kind, r.Name, err)
 	}
 	tm := o.GetTypeMeta()

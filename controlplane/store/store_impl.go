@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -123,7 +122,7 @@ func (s *Store) SetMember(ctx context.Context, m Member) error {
 	if err != nil {
 		return err
 	}
-	rec, _ := json.Marshal(record{Type: opSetMember, Object: b})
+	rec := record{Type: opSetMember, Object: b}.marshal(nil)
 	res, err := s.propose(ctx, [][]byte{rec})
 	if err != nil {
 		return err
@@ -148,9 +147,7 @@ func (s *Store) Batch(ctx context.Context, ops []Op) ([]Result, error) {
 	for i, op := range ops {
 		r, err := encodeOp(op)
 		if err == nil {
-			var b []byte
-			b, err = json.Marshal(r)
-			recs = append(recs, b)
+			recs = append(recs, r.marshal(nil))
 		}
 		if err != nil {
 			results[i].Err = err
@@ -196,7 +193,6 @@ func (s *Store) propose(ctx context.Context, recs [][]byte) ([]Result, error) {
 // together.
 func (s *Store) batchLoop() {
 	defer s.wg.Done()
-	var buf bytes.Buffer
 	for {
 		select {
 		case s.inflight <- struct{}{}:
@@ -225,7 +221,7 @@ func (s *Store) batchLoop() {
 		for _, p := range batch {
 			recs = append(recs, p.recs...)
 		}
-		data := appendCommand(&buf, s.opts.Now().UnixNano(), recs)
+		data := appendCommand(s.opts.Now().UnixNano(), recs)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
