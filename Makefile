@@ -38,7 +38,9 @@ test: deps ## deps, go vet, all tests, a short fuzz run; every step runs, then a
 	step "go vet" $(GO) vet ./...; \
 	step "go test" $(GO) test -count=1 -timeout 15m ./...; \
 	step "linearizability x3" $(GO) test -count=3 -timeout 10m -run TestLinearizableAcrossLeaderKill ./test/e2e/raft; \
-	step "fuzz FuzzDecode 10s" $(GO) test -run '^$$' -fuzz=FuzzDecode -fuzztime=10s ./api; \
+	step "fuzz FuzzDecode 10s" $(GO) test -run '^$$' -fuzz='^FuzzDecode$$' -fuzztime=10s ./api; \
+	step "fuzz FuzzDecodeAs 5s" $(GO) test -run '^$$' -fuzz='^FuzzDecodeAs$$' -fuzztime=5s ./api; \
+	step "fuzz FuzzDecodeCommand 5s" $(GO) test -run '^$$' -fuzz='^FuzzDecodeCommand$$' -fuzztime=5s ./controlplane/store; \
 	took=$$(( $$(date +%s) - start )); \
 	if [ -n "$$failed" ]; then echo "==> make test: FAILED$$failed (in $${took}s)"; exit 1; fi; \
 	echo "==> make test: all passed (vet, tests, fuzz) in $${took}s"
@@ -66,8 +68,10 @@ generate: ## Regenerate eBPF objects (bpf2go; needs clang)
 	@if ls bpf/*.c bpf/*/*.c >/dev/null 2>&1; then $(GO) generate ./bpf/...; else echo "nothing to generate yet (no bpf sources)"; fi
 
 .PHONY: fuzz
-fuzz: ## Longer fuzz runs (FUZZTIME=60s)
-	$(GO) test -run '^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./api
+fuzz: ## Longer fuzz runs (FUZZTIME=60s each)
+	$(GO) test -run '^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./api
+	$(GO) test -run '^$$' -fuzz='^FuzzDecodeAs$$' -fuzztime=$(FUZZTIME) ./api
+	$(GO) test -run '^$$' -fuzz='^FuzzDecodeCommand$$' -fuzztime=$(FUZZTIME) ./controlplane/store
 
 .PHONY: clean
 clean: ## Remove build output
