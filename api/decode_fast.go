@@ -1,6 +1,8 @@
 package api
 
 import (
+	"unicode/utf8"
+
 	jsoniter "github.com/json-iterator/go"
 )
 
@@ -21,6 +23,11 @@ var strictJSON = jsoniter.Config{
 // DecodeObject, which names every bad field, so errors are the same as
 // Decode's.
 func DecodeAs(data []byte, info ResourceInfo) (Object, error) {
+	if !utf8.Valid(data) {
+		// encoding/json turns invalid UTF-8 into U+FFFD; json-iterator
+		// keeps the bytes. Let the strict path decide.
+		return DecodeObject(data)
+	}
 	o := info.New()
 	tm := o.GetTypeMeta()
 	tm.Kind, tm.APIVersion = "", ""

@@ -6,6 +6,7 @@ import (
 	"os"
 	"reflect"
 	"testing"
+	"unicode/utf8"
 )
 
 // The fast path must never accept what the strict walker rejects, and must
@@ -17,7 +18,7 @@ func checkFastMatchesStrict(t *testing.T, data []byte) {
 		o := info.New()
 		tm := o.GetTypeMeta()
 		tm.Kind, tm.APIVersion = "", ""
-		if strictJSON.Unmarshal(data, o) != nil || (tm.Kind != "" && tm.Kind != string(info.Kind)) || (tm.APIVersion != "" && tm.APIVersion != info.APIVersion()) {
+		if !utf8.Valid(data) || strictJSON.Unmarshal(data, o) != nil || (tm.Kind != "" && tm.Kind != string(info.Kind)) || (tm.APIVersion != "" && tm.APIVersion != info.APIVersion()) {
 			continue // the fast path refused: DecodeAs used DecodeObject itself
 		}
 		// The fast path accepted: the strict walker must accept the same

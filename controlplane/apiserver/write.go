@@ -19,7 +19,7 @@ import (
 // Retries of writes the server itself can safely repeat.
 const (
 	maxGenerateNameTries = 5
-	maxUpdateRetries     = 5
+	maxUpdateRetries     = 100
 )
 
 // protectedNamespaces are created at bootstrap and cannot be deleted.
@@ -207,7 +207,12 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, t target) {
 		return
 	}
 	if t.info.Namespaced {
-		if _, err := s.store.Get(store.Key{Kind: api.KindNamespace, Name: m.Namespace}); err != nil {
+		nsKey := store.Key{Kind: api.KindNamespace, Name: m.Namespace}
+		_, err := s.store.Get(nsKey)
+		if errors.Is(err, store.ErrNotFound) && s.store.ReadBarrier(r.Context()) == nil {
+			_, err = s.store.Get(nsKey) // confirmed on an up-to-date leader
+		}
+		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				nsInfo, _ := api.ByKind(api.KindNamespace)
 				e := newStatus(http.StatusNotFound, api.ReasonNotFound,
@@ -279,6 +284,13 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, t target) {
 	for try := 1; ; try++ {
 		var cur api.Object
 		cur, err = s.store.Get(t.key())
+		if errors.Is(err, store.ErrNotFound) {
+			// A leader new in its term may not have applied every earlier
+			// entry yet: confirm the object is really gone before a 404.
+			if err = s.store.ReadBarrier(r.Context()); err == nil {
+				cur, err = s.store.Get(t.key())
+			}
+		}
 		if err != nil {
 			break
 		}
