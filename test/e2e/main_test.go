@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skiffhq/skiff/test/e2e/harness"
 )
 
 // Set by TestMain.
@@ -35,12 +37,8 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	skiffBin = filepath.Join(dir, "skiff")
-	build := exec.Command("go", "build", "-o", skiffBin, "./cmd/skiff")
-	build.Dir = repoRoot
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build skiff: %v\n%s", err, out)
+	if skiffBin, err = harness.Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	removeStaleNetns()

@@ -24,11 +24,8 @@ import (
 	"time"
 )
 
-var (
-	buildOnce sync.Once
-	buildPath string
-	buildErr  error
-)
+// binary is the skiff binary Main built for this test binary.
+var binary string
 
 // repoRoot finds the module root from this file's location.
 func repoRoot() string {
@@ -36,31 +33,47 @@ func repoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
 }
 
-// Binary returns the path of a skiff binary built from this checkout
-// ($SKIFF_BIN overrides).
+// Build compiles ./cmd/skiff of this checkout into dir and returns the
+// binary's path.
+func Build(dir string) (string, error) {
+	path := filepath.Join(dir, "skiff")
+	cmd := exec.Command("go", "build", "-o", path, "./cmd/skiff")
+	cmd.Dir = repoRoot()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/skiff: %v\n%s", err, out)
+	}
+	return path, nil
+}
+
+// Main is TestMain for packages that use the harness: it builds skiff once
+// into a temporary directory ($SKIFF_BIN overrides), runs the tests, and
+// removes the build.
+func Main(m *testing.M) int {
+	if p := os.Getenv("SKIFF_BIN"); p != "" {
+		binary = p
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "skiff-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if binary, err = Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
+
+// Binary returns the skiff binary built by Main.
 func Binary(t testing.TB) string {
 	t.Helper()
-	if p := os.Getenv("SKIFF_BIN"); p != "" {
-		return p
+	if binary == "" {
+		t.Fatal("harness: call harness.Main from the package's TestMain")
 	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "skiff-e2e-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildPath = filepath.Join(dir, "skiff")
-		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/skiff")
-		cmd.Dir = repoRoot()
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildPath
+	return binary
 }
 
 // FreeAddr returns a loopback host:port that was free a moment ago.
