@@ -59,13 +59,8 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, newStatus(http.StatusNotImplemented, api.ReasonBadRequest, "this server runs without Raft and cannot add members"))
 		return
 	}
-	if !s.store.IsLeader() {
-		s.forward(w, r, nil)
-		return
-	}
-	body, serr := s.readBody(w, r)
-	if serr != nil {
-		writeStatus(w, serr)
+	body, ok := s.leaderBody(w, r)
+	if !ok {
 		return
 	}
 	var req JoinRequest

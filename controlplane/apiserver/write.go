@@ -181,14 +181,25 @@ func randomSuffix() string {
 	return string(b[:])
 }
 
-func (s *Server) create(w http.ResponseWriter, r *http.Request, t target) {
+// leaderBody forwards the request to the leader when this server is not
+// it (and returns false); otherwise it reads the body, answering the error
+// itself if that fails.
+func (s *Server) leaderBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	if !s.store.IsLeader() {
 		s.forward(w, r, nil)
-		return
+		return nil, false
 	}
 	body, serr := s.readBody(w, r)
 	if serr != nil {
 		writeStatus(w, serr)
+		return nil, false
+	}
+	return body, true
+}
+
+func (s *Server) create(w http.ResponseWriter, r *http.Request, t target) {
+	body, ok := s.leaderBody(w, r)
+	if !ok {
 		return
 	}
 	o, serr := decodeBody(body, t)
@@ -250,13 +261,8 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, t target) {
 // is a precondition; without one the update is unconditional, done as a
 // read-validate-write loop so validation always sees the version replaced.
 func (s *Server) update(w http.ResponseWriter, r *http.Request, t target) {
-	if !s.store.IsLeader() {
-		s.forward(w, r, nil)
-		return
-	}
-	body, serr := s.readBody(w, r)
-	if serr != nil {
-		writeStatus(w, serr)
+	body, ok := s.leaderBody(w, r)
+	if !ok {
 		return
 	}
 	o, serr := decodeBody(body, t)
@@ -329,13 +335,8 @@ type deleteOptions struct {
 }
 
 func (s *Server) delete(w http.ResponseWriter, r *http.Request, t target) {
-	if !s.store.IsLeader() {
-		s.forward(w, r, nil)
-		return
-	}
-	body, serr := s.readBody(w, r)
-	if serr != nil {
-		writeStatus(w, serr)
+	body, ok := s.leaderBody(w, r)
+	if !ok {
 		return
 	}
 	var pre store.Preconditions
