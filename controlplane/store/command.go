@@ -13,8 +13,12 @@ import (
 	"github.com/skiffhq/skiff/api"
 )
 
-// opSetMember records a control-plane server's addresses (internal).
-const opSetMember OpType = 100
+// Internal operations on system tables (not API objects): the record's
+// Kind is the table, Name the key, Object the value.
+const (
+	opPutSystem    OpType = 100
+	opDeleteSystem OpType = 101
+)
 
 // record is one write as it travels in a log entry.
 type record struct {
@@ -24,7 +28,7 @@ type record struct {
 	Name      string
 	RV        uint64
 	UID       api.UID
-	Object    []byte // the object's JSON; a member's for opSetMember
+	Object    []byte // the object's JSON; a system record's value
 }
 
 // command is the payload of one log entry: a timestamp chosen by the

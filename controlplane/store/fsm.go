@@ -12,6 +12,20 @@ import (
 	"github.com/skiffhq/skiff/api"
 )
 
+// SystemTable names a table of cluster-internal records that are not API
+// objects and are never served as such.
+type SystemTable string
+
+// The system tables.
+const (
+	// TableMembers: control-plane servers' addresses, by server ID.
+	TableMembers SystemTable = "members"
+	// TableTokens: join and role tokens by token ID (secrets hashed).
+	TableTokens SystemTable = "tokens"
+	// TableCA: the cluster CA (certificate and key), so any leader can sign.
+	TableCA SystemTable = "ca"
+)
+
 // Member is a control-plane server's addresses, replicated so every server
 // can forward writes to the leader's API.
 type Member struct {
@@ -27,7 +41,7 @@ type Member struct {
 type FSM struct {
 	mu      sync.RWMutex
 	objects map[api.Kind]map[string]map[string]api.Object // kind -> namespace -> name
-	members map[string]Member
+	system  map[SystemTable]map[string][]byte
 	index   uint64 // last applied entry
 	applied *sync.Cond
 	hub     *hub
@@ -48,7 +62,7 @@ func WithMetrics(m *Metrics) FSMOption { return func(f *FSM) { f.metrics = m } }
 func NewFSM(opts ...FSMOption) *FSM {
 	f := &FSM{
 		objects: map[api.Kind]map[string]map[string]api.Object{},
-		members: map[string]Member{},
+		system:  map[SystemTable]map[string][]byte{},
 		hub:     newHub(10000),
 	}
 	f.applied = sync.NewCond(f.mu.RLocker())
@@ -75,7 +89,7 @@ func (f *FSM) Apply(index uint64, data []byte) any {
 	objs := make([]api.Object, len(cmd.Ops))
 	errs := make([]error, len(cmd.Ops))
 	for i, r := range cmd.Ops {
-		if r.Type == opSetMember || len(r.Object) == 0 {
+		if r.Type == opPutSystem || r.Type == opDeleteSystem || len(r.Object) == 0 {
 			continue
 		}
 		objs[i], errs[i] = decodeRecordObject(r)
@@ -171,12 +185,19 @@ func (f *FSM) applyOne(index uint64, pos int, unixNano int64, ts *api.Time, r re
 	rv := strconv.FormatUint(index, 10)
 	info, _ := api.ByKind(r.Kind)
 	switch r.Type {
-	case opSetMember:
-		var m Member
-		if err := json.Unmarshal(r.Object, &m); err != nil || m.ID == "" {
-			return Result{Err: fmt.Errorf("%w: member record", ErrInvalid)}, event{}
+	case opPutSystem:
+		t := SystemTable(r.Kind)
+		if f.system[t] == nil {
+			f.system[t] = map[string][]byte{}
 		}
-		f.members[m.ID] = m
+		f.system[t][r.Name] = append([]byte(nil), r.Object...)
+		return Result{}, event{}
+	case opDeleteSystem:
+		t := SystemTable(r.Kind)
+		if _, ok := f.system[t][r.Name]; !ok {
+			return Result{Err: fmt.Errorf("%w: %s %q not found", ErrNotFound, t, r.Name)}, event{}
+		}
+		delete(f.system[t], r.Name)
 		return Result{}, event{}
 
 	case OpCreate:
@@ -342,13 +363,35 @@ func (f *FSM) waitIndex(idx uint64, timeout time.Duration) bool {
 	return true
 }
 
-// Members returns the replicated member records.
-func (f *FSM) Members() []Member {
+// GetSystem returns one system record.
+func (f *FSM) GetSystem(t SystemTable, key string) ([]byte, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	out := make([]Member, 0, len(f.members))
-	for _, m := range f.members {
-		out = append(out, m)
+	v, ok := f.system[t][key]
+	return v, ok
+}
+
+// ListSystem returns every record of a system table (values are shared:
+// do not modify them).
+func (f *FSM) ListSystem(t SystemTable) map[string][]byte {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make(map[string][]byte, len(f.system[t]))
+	for k, v := range f.system[t] {
+		out[k] = v
+	}
+	return out
+}
+
+// Members returns the replicated member records.
+func (f *FSM) Members() []Member {
+	recs := f.ListSystem(TableMembers)
+	out := make([]Member, 0, len(recs))
+	for _, v := range recs {
+		var m Member
+		if json.Unmarshal(v, &m) == nil {
+			out = append(out, m)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out

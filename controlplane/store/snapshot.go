@@ -14,7 +14,7 @@ import (
 type snapshotHeader struct {
 	Version int      `json:"version"`
 	Index   uint64   `json:"index"`
-	Members []Member `json:"members"`
+	System  map[SystemTable]map[string][]byte `json:"system"`
 	Objects int      `json:"objects"`
 }
 
@@ -29,8 +29,12 @@ type snapshotObject struct {
 func (f *FSM) Snapshot() (index uint64, persist func(w io.Writer) error) {
 	f.mu.RLock()
 	hdr := snapshotHeader{Version: 1, Index: f.index}
-	for _, m := range f.members {
-		hdr.Members = append(hdr.Members, m)
+	hdr.System = map[SystemTable]map[string][]byte{}
+	for t, recs := range f.system {
+		hdr.System[t] = map[string][]byte{}
+		for k, v := range recs {
+			hdr.System[t][k] = v
+		}
 	}
 	var objs []api.Object
 	for _, byNS := range f.objects {
@@ -90,9 +94,9 @@ func (f *FSM) Restore(r io.Reader) error {
 	}
 	f.mu.Lock()
 	f.objects = fresh.objects
-	f.members = map[string]Member{}
-	for _, m := range hdr.Members {
-		f.members[m.ID] = m
+	f.system = map[SystemTable]map[string][]byte{}
+	for t, recs := range hdr.System {
+		f.system[t] = recs
 	}
 	f.index = hdr.Index
 	f.hub.reset(hdr.Index)

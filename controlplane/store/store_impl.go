@@ -122,8 +122,24 @@ func (s *Store) SetMember(ctx context.Context, m Member) error {
 	if err != nil {
 		return err
 	}
-	rec := record{Type: opSetMember, Object: b}.marshal(nil)
-	res, err := s.propose(ctx, [][]byte{rec})
+	return s.PutSystem(ctx, TableMembers, m.ID, b)
+}
+
+// PutSystem writes a system record.
+func (s *Store) PutSystem(ctx context.Context, t SystemTable, key string, value []byte) error {
+	return s.system(ctx, record{Type: opPutSystem, Kind: api.Kind(t), Name: key, Object: value})
+}
+
+// DeleteSystem removes a system record (ErrNotFound if there is none).
+func (s *Store) DeleteSystem(ctx context.Context, t SystemTable, key string) error {
+	return s.system(ctx, record{Type: opDeleteSystem, Kind: api.Kind(t), Name: key})
+}
+
+func (s *Store) system(ctx context.Context, r record) error {
+	if r.Kind == "" || r.Name == "" {
+		return fmt.Errorf("%w: system record needs a table and a key", ErrInvalid)
+	}
+	res, err := s.propose(ctx, [][]byte{r.marshal(nil)})
 	if err != nil {
 		return err
 	}

@@ -449,3 +449,35 @@ func FuzzDecodeCommand(f *testing.F) {
 		NewFSM().Apply(1, data)
 	})
 }
+
+func TestSystemTables(t *testing.T) {
+	ctx := context.Background()
+	s := setup(t)
+	if err := s.PutSystem(ctx, TableTokens, "abc123", []byte(`{"usage":"agent"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := s.GetSystem(TableTokens, "abc123"); !ok || string(v) != `{"usage":"agent"}` {
+		t.Fatalf("get: %q %v", v, ok)
+	}
+	if err := s.DeleteSystem(ctx, TableTokens, "abc123"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteSystem(ctx, TableTokens, "abc123"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+	if err := s.PutSystem(ctx, TableTokens, "", nil); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("empty key: %v", err)
+	}
+	// System records survive a snapshot.
+	s.PutSystem(ctx, TableCA, "cluster", []byte("pem"))
+	_, persist := s.Snapshot()
+	var buf bytes.Buffer
+	persist(&buf)
+	fresh := NewFSM()
+	if err := fresh.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := fresh.GetSystem(TableCA, "cluster"); !ok || string(v) != "pem" {
+		t.Fatalf("after restore: %q %v", v, ok)
+	}
+}
