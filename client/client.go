@@ -5,6 +5,8 @@
 package client
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -22,7 +24,18 @@ import (
 type Config struct {
 	APIVersion string   `json:"apiVersion"` // "skiff/v1"
 	Kind       string   `json:"kind"`       // "Config"
-	Servers    []string `json:"servers"`    // API base URLs, e.g. http://127.0.0.1:6443
+	Servers    []string `json:"servers"`    // API base URLs, e.g. https://127.0.0.1:6443
+
+	// CertificateAuthorityData is the cluster CA (PEM) that server
+	// certificates must chain to (https servers).
+	CertificateAuthorityData string `json:"certificateAuthorityData,omitempty"`
+	// ClientCertificateData and ClientKeyData (PEM) are a client
+	// certificate credential (admin.conf carries the admin's).
+	ClientCertificateData string `json:"clientCertificateData,omitempty"`
+	ClientKeyData         string `json:"clientKeyData,omitempty"`
+	// Token is a bearer credential: "<id>.<secret>" from `skiff token
+	// create`.
+	Token string `json:"token,omitempty"`
 }
 
 // ListOptions filters a list or watch.
@@ -150,9 +163,38 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 		o(c)
 	}
 	if c.http == nil {
-		c.http = &http.Client{Transport: sharedTransport()}
+		t := sharedTransport()
+		if cfg.CertificateAuthorityData != "" || cfg.ClientCertificateData != "" {
+			tc, err := tlsConfig(cfg)
+			if err != nil {
+				return nil, err
+			}
+			t = t.Clone()
+			t.TLSClientConfig = tc
+		}
+		c.http = &http.Client{Transport: t}
 	}
 	return c, nil
+}
+
+// tlsConfig builds the TLS settings of a config's credentials.
+func tlsConfig(cfg Config) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CertificateAuthorityData != "" {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(cfg.CertificateAuthorityData)) {
+			return nil, errors.New("client: certificateAuthorityData holds no PEM certificate")
+		}
+		tc.RootCAs = pool
+	}
+	if cfg.ClientCertificateData != "" || cfg.ClientKeyData != "" {
+		cert, err := tls.X509KeyPair([]byte(cfg.ClientCertificateData), []byte(cfg.ClientKeyData))
+		if err != nil {
+			return nil, fmt.Errorf("client: clientCertificateData/clientKeyData: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }
 
 // Servers returns the API base URLs the client fails over between.

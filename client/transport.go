@@ -44,6 +44,9 @@ func (c *Client) send(ctx context.Context, method, path string, body []byte, ide
 			return nil, fmt.Errorf("client: %w", err)
 		}
 		req.Header.Set("Accept", "application/json")
+		if c.cfg.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+		}
 		if body != nil {
 			req.Header.Set("Content-Type", "application/json")
 		}
