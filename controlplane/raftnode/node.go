@@ -49,7 +49,10 @@ type Config struct {
 	Advertise string // host:port peers dial (default: the bound address)
 	// Bootstrap makes a new single-member cluster if there is no state yet.
 	Bootstrap bool
-	Timing    Timing
+	// TLS, if set, makes the transport mutual TLS between servers of this
+	// cluster (plain TCP otherwise: tests and single-process dev only).
+	TLS    *PeerTLS
+	Timing Timing
 	// OnLeader runs (in its own goroutine) each time this node becomes the
 	// leader and has applied every earlier entry; its context is cancelled
 	// the moment leadership is lost or the node shuts down.
@@ -123,7 +126,15 @@ func New(cfg Config, fsm *store.FSM) (*Node, error) {
 			return nil, fmt.Errorf("raft: advertise address %q: %w", cfg.Advertise, err)
 		}
 	}
-	trans, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, adv, 8, 5*time.Second, hlog)
+	var trans *raft.NetworkTransport
+	if cfg.TLS != nil {
+		var stream *tlsStream
+		if stream, err = newTLSStream(cfg.BindAddr, adv, cfg.TLS); err == nil {
+			trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: stream, MaxPool: 8, Timeout: 5 * time.Second, Logger: hlog})
+		}
+	} else {
+		trans, err = raft.NewTCPTransportWithLogger(cfg.BindAddr, adv, 8, 5*time.Second, hlog)
+	}
 	if err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("raft: listen on %s: %w", cfg.BindAddr, err)

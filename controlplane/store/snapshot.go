@@ -12,10 +12,10 @@ import (
 // snapshotHeader is the first line of a snapshot; one line per object
 // follows.
 type snapshotHeader struct {
-	Version int      `json:"version"`
-	Index   uint64   `json:"index"`
+	Version int                               `json:"version"`
+	Index   uint64                            `json:"index"`
 	System  map[SystemTable]map[string][]byte `json:"system"`
-	Objects int      `json:"objects"`
+	Objects int                               `json:"objects"`
 }
 
 type snapshotObject struct {
