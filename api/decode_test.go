@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"strings"
@@ -130,7 +131,7 @@ func TestDecodeErrors(t *testing.T) {
 			name: "several errors reported at once",
 			in: strings.NewReplacer(
 				"  replicas: 3\n", "  replicas: three\n  paused: maybe\n",
-				"        image: nginx:1.14.2\n", "        image: nginx:1.14.2\n        securityContext: {}\n        resources:\n          limits:\n            cpu: 2 cores\n",
+				"        image: nginx:1.14.2\n", "        image: nginx:1.14.2\n        securityContext: {seccompProfile: {type: RuntimeDefault}}\n        resources:\n          limits:\n            cpu: 2 cores\n",
 				"      containers:\n", "      volumes: []\n      containers:\n",
 				"    app: nginx\nspec:", "    app: nginx\n  color: blue\nspec:",
 			).Replace(dep),
@@ -138,7 +139,7 @@ func TestDecodeErrors(t *testing.T) {
 				`spec.paused: Invalid value: "maybe": expected boolean, got string; ` +
 				`spec.replicas: Invalid value: "three": expected integer, got string; ` +
 				`spec.template.spec.containers[0].resources.limits[cpu]: Invalid value: "2 cores": parse quantity "2 cores": ` + ErrQuantity.Error() + `; ` +
-				`spec.template.spec.containers[0].securityContext: not supported; ` +
+				`spec.template.spec.containers[0].securityContext.seccompProfile: not supported; ` +
 				`spec.template.spec.volumes: not supported`,
 		},
 		{
@@ -388,5 +389,96 @@ status:
 	}
 	if p.Status.ContainerStatuses[0].State.Running == nil || p.Status.StartTime.Year() != 2024 {
 		t.Errorf("status = %+v", p.Status)
+	}
+}
+
+func TestDecodeSecurityContext(t *testing.T) {
+	in := `
+apiVersion: v1
+kind: Pod
+metadata: {name: agent, namespace: kube-system}
+spec:
+  hostNetwork: true
+  hostPID: true
+  hostIPC: true
+  securityContext:
+    runAsUser: 1000
+    runAsGroup: 3000
+    runAsNonRoot: true
+    fsGroup: 2000
+    supplementalGroups: [4000, 5000]
+  containers:
+  - name: agent
+    image: agent:1.0
+    securityContext:
+      privileged: false
+      capabilities: {add: [NET_ADMIN], drop: [ALL]}
+      runAsUser: 1001
+      runAsGroup: 3001
+      runAsNonRoot: true
+      readOnlyRootFilesystem: true
+      allowPrivilegeEscalation: false
+`
+	o, err := DecodeObject([]byte(in))
+	if err != nil {
+		t.Fatalf("DecodeObject: %v", err)
+	}
+	Default(o)
+	if errs := Validate(o); errs != nil {
+		t.Fatalf("Validate: %v", errs)
+	}
+	s := o.(*Pod).Spec
+	if !s.HostNetwork || !s.HostPID || !s.HostIPC {
+		t.Errorf("host namespaces = %v %v %v, want all true", s.HostNetwork, s.HostPID, s.HostIPC)
+	}
+	psc := s.SecurityContext
+	if psc == nil || *psc.RunAsUser != 1000 || *psc.RunAsGroup != 3000 || !*psc.RunAsNonRoot || *psc.FSGroup != 2000 ||
+		len(psc.SupplementalGroups) != 2 || psc.SupplementalGroups[1] != 5000 {
+		t.Errorf("pod securityContext = %+v", psc)
+	}
+	sc := s.Containers[0].SecurityContext
+	if sc == nil || *sc.Privileged || *sc.RunAsUser != 1001 || *sc.RunAsGroup != 3001 || !*sc.RunAsNonRoot ||
+		!*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation {
+		t.Fatalf("container securityContext = %+v", sc)
+	}
+	if c := sc.Capabilities; c == nil || len(c.Add) != 1 || c.Add[0] != "NET_ADMIN" || len(c.Drop) != 1 || c.Drop[0] != CapabilityAll {
+		t.Errorf("capabilities = %+v", c)
+	}
+
+	// The API server's fast path decodes the same object.
+	info, _ := ByKind(KindPod)
+	data, err := json.Marshal(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, err := DecodeAs(data, info)
+	if err != nil {
+		t.Fatalf("DecodeAs: %v", err)
+	}
+	if !SpecEqual(fast, o) {
+		t.Errorf("DecodeAs spec = %+v, want %+v", fast.(*Pod).Spec, s)
+	}
+}
+
+// Kubernetes security fields skiff does not implement are "not supported",
+// not "unknown": the user learns the field is real but unavailable here.
+func TestDecodeSecurityContextUnsupported(t *testing.T) {
+	in := `
+apiVersion: v1
+kind: Pod
+metadata: {name: p, namespace: default}
+spec:
+  securityContext: {sysctls: [{name: net.core.somaxconn, value: "1024"}]}
+  containers:
+  - name: c
+    image: busybox
+    securityContext: {procMount: Unmasked, seccompProfile: {type: Unconfined}}
+`
+	_, err := DecodeObject([]byte(in))
+	want := "3 errors: spec.containers[0].securityContext.procMount: not supported; " +
+		"spec.containers[0].securityContext.seccompProfile: not supported; " +
+		"spec.securityContext.sysctls: not supported"
+	if err == nil || !strings.HasSuffix(err.Error(), want) {
+		t.Errorf("DecodeObject error = %v, want suffix %q", err, want)
 	}
 }

@@ -25,8 +25,10 @@ const (
 )
 
 // PodSpec is the desired state of a pod. Kubernetes fields skiff does not
-// implement (volumes, securityContext, initContainers, ...) are rejected by
-// Decode rather than silently ignored.
+// implement (volumes, initContainers, ...) are rejected by Decode rather
+// than silently ignored. HostNetwork, HostPID and HostIPC share the node's
+// namespaces with the pod; PodPolicy forbids them unless it allows
+// privilege.
 type PodSpec struct {
 	Containers                    []Container                `json:"containers"`
 	RestartPolicy                 RestartPolicy              `json:"restartPolicy,omitempty"`
@@ -34,6 +36,9 @@ type PodSpec struct {
 	NodeSelector                  map[string]string          `json:"nodeSelector,omitempty"`
 	NodeName                      string                     `json:"nodeName,omitempty"`
 	HostNetwork                   bool                       `json:"hostNetwork,omitempty"`
+	HostPID                       bool                       `json:"hostPID,omitempty"`
+	HostIPC                       bool                       `json:"hostIPC,omitempty"`
+	SecurityContext               *PodSecurityContext        `json:"securityContext,omitempty"`
 	Affinity                      *Affinity                  `json:"affinity,omitempty"`
 	Tolerations                   []Toleration               `json:"tolerations,omitempty"`
 	TopologySpreadConstraints     []TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
@@ -63,6 +68,50 @@ type Container struct {
 	ReadinessProbe  *Probe               `json:"readinessProbe,omitempty"`
 	StartupProbe    *Probe               `json:"startupProbe,omitempty"`
 	ImagePullPolicy PullPolicy           `json:"imagePullPolicy,omitempty"`
+	SecurityContext *SecurityContext     `json:"securityContext,omitempty"`
+}
+
+// PodSecurityContext holds the identity settings of every container of a
+// pod; a container's own SecurityContext overrides RunAsUser, RunAsGroup
+// and RunAsNonRoot.
+type PodSecurityContext struct {
+	RunAsUser    *int64 `json:"runAsUser,omitempty"`
+	RunAsGroup   *int64 `json:"runAsGroup,omitempty"`
+	RunAsNonRoot *bool  `json:"runAsNonRoot,omitempty"`
+	// FSGroup owns the pod's volumes and is added to every container's
+	// supplementary groups.
+	FSGroup            *int64  `json:"fsGroup,omitempty"`
+	SupplementalGroups []int64 `json:"supplementalGroups,omitempty"`
+}
+
+// SecurityContext is what a container may do on its node. Unset fields
+// mean the runtime's defaults (its default capability set and seccomp
+// profile, the image's user); privilege beyond them is subject to the
+// cluster's PodPolicy.
+type SecurityContext struct {
+	Privileged   *bool         `json:"privileged,omitempty"`
+	Capabilities *Capabilities `json:"capabilities,omitempty"`
+	RunAsUser    *int64        `json:"runAsUser,omitempty"`
+	RunAsGroup   *int64        `json:"runAsGroup,omitempty"`
+	// RunAsNonRoot makes the agent refuse to start the container as UID 0.
+	RunAsNonRoot           *bool `json:"runAsNonRoot,omitempty"`
+	ReadOnlyRootFilesystem *bool `json:"readOnlyRootFilesystem,omitempty"`
+	// AllowPrivilegeEscalation false sets no_new_privs, so setuid binaries
+	// cannot gain privilege.
+	AllowPrivilegeEscalation *bool `json:"allowPrivilegeEscalation,omitempty"`
+}
+
+// Capability is a Linux capability as Kubernetes writes it: upper-case,
+// without the "CAP_" prefix ("NET_ADMIN"), or "ALL".
+type Capability string
+
+// CapabilityAll stands for every capability ("drop: [ALL]").
+const CapabilityAll Capability = "ALL"
+
+// Capabilities adjusts the runtime's default capability set.
+type Capabilities struct {
+	Add  []Capability `json:"add,omitempty"`
+	Drop []Capability `json:"drop,omitempty"`
 }
 
 // ContainerPort is a port a container listens on.

@@ -1,8 +1,10 @@
 package api
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 func (v *validator) podSpec(s *PodSpec, p string) {
@@ -72,7 +74,9 @@ func (v *validator) podSpec(s *PodSpec, p string) {
 		v.probe(c.LivenessProbe, cp+".livenessProbe", true)
 		v.probe(c.ReadinessProbe, cp+".readinessProbe", false)
 		v.probe(c.StartupProbe, cp+".startupProbe", true)
+		v.securityContext(c.SecurityContext, s.SecurityContext, cp+".securityContext")
 	}
+	v.podSecurityContext(s.SecurityContext, p+".securityContext")
 	switch s.RestartPolicy {
 	case RestartPolicyAlways, RestartPolicyOnFailure, RestartPolicyNever:
 	case "":
@@ -309,3 +313,103 @@ func (v *validator) probePort(p string, port IntOrString) {
 	}
 	v.port(p, port.IntVal)
 }
+
+// maxID is the largest UID or GID a pod may ask for, as in Kubernetes:
+// larger IDs are not portable (tools that treat IDs as signed 32-bit), and
+// 4294967295 is (uid_t)-1, which setresuid(2) reads as "unchanged".
+const maxID = 1<<31 - 1
+
+func (v *validator) id(p string, n *int64) {
+	if n != nil && (*n < 0 || *n > maxID) {
+		v.invalid(p, *n, fmt.Sprintf("must be between 0 and %d, inclusive", maxID))
+	}
+}
+
+func (v *validator) podSecurityContext(sc *PodSecurityContext, p string) {
+	if sc == nil {
+		return
+	}
+	v.id(p+".runAsUser", sc.RunAsUser)
+	v.id(p+".runAsGroup", sc.RunAsGroup)
+	v.id(p+".fsGroup", sc.FSGroup)
+	for i := range sc.SupplementalGroups {
+		v.id(idx(p+".supplementalGroups", i), &sc.SupplementalGroups[i])
+	}
+	if isTrue(sc.RunAsNonRoot) && sc.RunAsUser != nil && *sc.RunAsUser == 0 {
+		v.invalid(p+".runAsUser", 0, "must not be 0 when `runAsNonRoot` is true")
+	}
+}
+
+// securityContext checks a container's security context; pod is the pod's,
+// whose runAsUser and runAsNonRoot the container inherits.
+func (v *validator) securityContext(sc *SecurityContext, pod *PodSecurityContext, p string) {
+	if sc == nil {
+		return
+	}
+	v.id(p+".runAsUser", sc.RunAsUser)
+	v.id(p+".runAsGroup", sc.RunAsGroup)
+	if c := sc.Capabilities; c != nil {
+		v.capabilities(c.Add, p+".capabilities.add")
+		v.capabilities(c.Drop, p+".capabilities.drop")
+	}
+	if sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation {
+		// no_new_privs cannot hold a process that is already privileged.
+		if isTrue(sc.Privileged) {
+			v.invalid(p+".allowPrivilegeEscalation", false, "cannot set `allowPrivilegeEscalation` to false and `privileged` to true")
+		}
+		if c := sc.Capabilities; c != nil {
+			for _, name := range c.Add {
+				if name == "SYS_ADMIN" || name == CapabilityAll {
+					v.invalid(p+".allowPrivilegeEscalation", false, fmt.Sprintf("cannot set `allowPrivilegeEscalation` to false and `capabilities.add` %s", name))
+				}
+			}
+		}
+	}
+	// A non-root container told to run as UID 0 could never start; say so
+	// here rather than in the agent's events, at the container's own field.
+	// A contradiction wholly in the pod's context is podSecurityContext's.
+	var podUID *int64
+	var podNonRoot *bool
+	if pod != nil {
+		podUID, podNonRoot = pod.RunAsUser, pod.RunAsNonRoot
+	}
+	switch {
+	case sc.RunAsUser != nil:
+		if *sc.RunAsUser == 0 && isTrue(cmp.Or(sc.RunAsNonRoot, podNonRoot)) {
+			v.invalid(p+".runAsUser", 0, "must not be 0 when `runAsNonRoot` is true")
+		}
+	case isTrue(sc.RunAsNonRoot) && podUID != nil && *podUID == 0:
+		v.invalid(p+".runAsNonRoot", true, "must not be true when the pod's `runAsUser` is 0")
+	}
+}
+
+func (v *validator) capabilities(caps []Capability, p string) {
+	for i, c := range caps {
+		cp := idx(p, i)
+		upper := strings.ToUpper(string(c))
+		switch {
+		case c == "":
+			v.required(cp, "")
+		case strings.HasPrefix(upper, "CAP_"):
+			v.invalid(cp, c, fmt.Sprintf("capability names are written without the \"CAP_\" prefix: use %q", strings.TrimPrefix(upper, "CAP_")))
+		case !isCapabilityName(upper):
+			v.invalid(cp, c, "a capability name must consist of upper-case letters, digits and '_', and start with a letter (e.g. 'NET_ADMIN', or 'ALL')")
+		case upper != string(c):
+			v.invalid(cp, c, fmt.Sprintf("capability names are upper-case: use %q", upper))
+		}
+	}
+}
+
+func isCapabilityName(s string) bool {
+	for i, r := range s {
+		switch {
+		case r >= 'A' && r <= 'Z':
+		case i > 0 && (r >= '0' && r <= '9' || r == '_'):
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
+
+func isTrue(b *bool) bool { return b != nil && *b }

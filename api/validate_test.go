@@ -317,3 +317,71 @@ func TestPrepareForUpdate(t *testing.T) {
 		t.Errorf("ValidateUpdate: %v", errs)
 	}
 }
+
+func TestValidateSecurityContext(t *testing.T) {
+	const c0 = "spec.template.spec.containers[0].securityContext"
+	tests := []struct {
+		name string
+		pod  *PodSecurityContext
+		sc   *SecurityContext
+		want []string
+	}{
+		{"valid", &PodSecurityContext{RunAsUser: ptrTo[int64](1000), FSGroup: ptrTo[int64](0), SupplementalGroups: []int64{0, 1<<31 - 1}},
+			&SecurityContext{RunAsUser: ptrTo[int64](0), Capabilities: &Capabilities{Add: []Capability{"NET_ADMIN", "SYS_TIME"}, Drop: []Capability{CapabilityAll}},
+				Privileged: ptrTo(true), AllowPrivilegeEscalation: ptrTo(true), ReadOnlyRootFilesystem: ptrTo(true)},
+			nil},
+		{"negative and too large IDs",
+			&PodSecurityContext{RunAsUser: ptrTo[int64](-1), RunAsGroup: ptrTo[int64](1 << 31), FSGroup: ptrTo[int64](-2), SupplementalGroups: []int64{1, -3}},
+			&SecurityContext{RunAsUser: ptrTo[int64](4294967295), RunAsGroup: ptrTo[int64](-1)},
+			[]string{
+				c0 + ".runAsGroup: Invalid value: -1: must be between 0 and 2147483647, inclusive",
+				c0 + ".runAsUser: Invalid value: 4294967295: must be between 0 and 2147483647, inclusive",
+				"spec.template.spec.securityContext.fsGroup: Invalid value: -2: must be between 0 and 2147483647, inclusive",
+				"spec.template.spec.securityContext.runAsGroup: Invalid value: 2147483648: must be between 0 and 2147483647, inclusive",
+				"spec.template.spec.securityContext.runAsUser: Invalid value: -1: must be between 0 and 2147483647, inclusive",
+				"spec.template.spec.securityContext.supplementalGroups[1]: Invalid value: -3: must be between 0 and 2147483647, inclusive",
+			}},
+		{"capability names", nil,
+			&SecurityContext{Capabilities: &Capabilities{Add: []Capability{"CAP_NET_ADMIN", "net_raw", ""}, Drop: []Capability{"NET-ADMIN", "9P"}}},
+			[]string{
+				c0 + `.capabilities.add[0]: Invalid value: "CAP_NET_ADMIN": capability names are written without the "CAP_" prefix: use "NET_ADMIN"`,
+				c0 + `.capabilities.add[1]: Invalid value: "net_raw": capability names are upper-case: use "NET_RAW"`,
+				c0 + `.capabilities.add[2]: Required value`,
+				c0 + `.capabilities.drop[0]: Invalid value: "NET-ADMIN": a capability name must consist of upper-case letters, digits and '_', and start with a letter (e.g. 'NET_ADMIN', or 'ALL')`,
+				c0 + `.capabilities.drop[1]: Invalid value: "9P": a capability name must consist of upper-case letters, digits and '_', and start with a letter (e.g. 'NET_ADMIN', or 'ALL')`,
+			}},
+		{"privileged without privilege escalation", nil,
+			&SecurityContext{Privileged: ptrTo(true), AllowPrivilegeEscalation: ptrTo(false)},
+			[]string{c0 + ".allowPrivilegeEscalation: Invalid value: false: cannot set `allowPrivilegeEscalation` to false and `privileged` to true"}},
+		{"SYS_ADMIN without privilege escalation", nil,
+			&SecurityContext{Capabilities: &Capabilities{Add: []Capability{"SYS_ADMIN"}}, AllowPrivilegeEscalation: ptrTo(false)},
+			[]string{c0 + ".allowPrivilegeEscalation: Invalid value: false: cannot set `allowPrivilegeEscalation` to false and `capabilities.add` SYS_ADMIN"}},
+		{"not privileged without privilege escalation", nil,
+			&SecurityContext{Privileged: ptrTo(false), AllowPrivilegeEscalation: ptrTo(false), Capabilities: &Capabilities{Add: []Capability{"NET_BIND_SERVICE"}}},
+			nil},
+		{"runAsNonRoot as root, in the container", nil,
+			&SecurityContext{RunAsNonRoot: ptrTo(true), RunAsUser: ptrTo[int64](0)},
+			[]string{c0 + ".runAsUser: Invalid value: 0: must not be 0 when `runAsNonRoot` is true"}},
+		{"runAsNonRoot in the container, root from the pod", &PodSecurityContext{RunAsUser: ptrTo[int64](0)},
+			&SecurityContext{RunAsNonRoot: ptrTo(true)},
+			[]string{c0 + ".runAsNonRoot: Invalid value: true: must not be true when the pod's `runAsUser` is 0"}},
+		{"runAsNonRoot from the pod, root in the container", &PodSecurityContext{RunAsNonRoot: ptrTo(true)},
+			&SecurityContext{RunAsUser: ptrTo[int64](0)},
+			[]string{c0 + ".runAsUser: Invalid value: 0: must not be 0 when `runAsNonRoot` is true"}},
+		{"runAsNonRoot from the pod, container user overrides", &PodSecurityContext{RunAsNonRoot: ptrTo(true), RunAsUser: ptrTo[int64](0)},
+			&SecurityContext{RunAsUser: ptrTo[int64](1000)},
+			// The pod's own pair is still contradictory (reported once).
+			[]string{"spec.template.spec.securityContext.runAsUser: Invalid value: 0: must not be 0 when `runAsNonRoot` is true"}},
+		{"runAsNonRoot overridden by the container", &PodSecurityContext{RunAsNonRoot: ptrTo(true)},
+			&SecurityContext{RunAsNonRoot: ptrTo(false), RunAsUser: ptrTo[int64](0)},
+			nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := validDeployment(t)
+			d.Spec.Template.Spec.SecurityContext = tt.pod
+			d.Spec.Template.Spec.Containers[0].SecurityContext = tt.sc
+			checkErrors(t, Validate(d), tt.want)
+		})
+	}
+}
