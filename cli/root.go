@@ -100,7 +100,7 @@ one to DATA_DIR/admin.conf).`,
 		c.GroupID = "basic"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{newServerCmd(o), newDevCmd(o), newMembersCmd(o)} {
+	for _, c := range []*cobra.Command{newServerCmd(o), newDevCmd(o), newMembersCmd(o), newTokenCmd(o)} {
 		c.GroupID = "cluster"
 		root.AddCommand(c)
 	}

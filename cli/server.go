@@ -56,19 +56,27 @@ func newServerCmd(o *options) *cobra.Command {
 		Long: `Run one control-plane server: a member of the Raft group that stores every
 object, serves the API, and (on the leader) runs the scheduler and controllers.
 
-Start the first server of a new cluster with --bootstrap, and every other one
-with --join pointing at the API address of any member. A server restarted on
-its data directory needs neither: it rejoins with the state it had.
+Start the first server of a new cluster with --bootstrap: it creates the
+cluster CA, its own certificate and a server join token in DATA_DIR/token.
+Start every other one with --join pointing at the API address of any member
+and --token with that token (or one from "skiff token create --usage server"):
+the joiner checks the served CA against the token's hash before it sends the
+secret, then gets its certificate. A server restarted on its data directory
+needs none of these: it rejoins with the state and certificates it had.
 
-Once ready, the server writes DATA_DIR/admin.conf, a client config for
-skiff's client commands (export SKIFF_CONFIG=DATA_DIR/admin.conf).`,
+Every connection is TLS: the API (clients authenticate with a certificate or
+a token), and Raft between servers (mutual TLS; only servers of this cluster
+are accepted). Once ready, the server writes DATA_DIR/admin.conf, a client
+config with the CA and an admin credential (export SKIFF_CONFIG=...).`,
 		Example: `  # A three-server cluster on one machine
   skiff server --data-dir /var/lib/skiff/s1 --node-id s1 \
     --raft-addr 127.0.0.1:7001 --api-addr 127.0.0.1:6443 --bootstrap
   skiff server --data-dir /var/lib/skiff/s2 --node-id s2 \
-    --raft-addr 127.0.0.1:7002 --api-addr 127.0.0.1:6444 --join 127.0.0.1:6443
+    --raft-addr 127.0.0.1:7002 --api-addr 127.0.0.1:6444 --join 127.0.0.1:6443 \
+    --token "$(cat /var/lib/skiff/s1/token)"
   skiff server --data-dir /var/lib/skiff/s3 --node-id s3 \
-    --raft-addr 127.0.0.1:7003 --api-addr 127.0.0.1:6445 --join 127.0.0.1:6443
+    --raft-addr 127.0.0.1:7003 --api-addr 127.0.0.1:6445 --join 127.0.0.1:6443 \
+    --token "$(cat /var/lib/skiff/s1/token)"
 
   # Restart a member (no --bootstrap, no --join)
   skiff server --data-dir /var/lib/skiff/s2 --node-id s2 \
@@ -101,6 +109,9 @@ skiff's client commands (export SKIFF_CONFIG=DATA_DIR/admin.conf).`,
 	f.StringVar(&cfg.AdvertiseAPI, "advertise-api", "", "API address clients and peers dial (default: the bound --api-addr)")
 	f.BoolVar(&cfg.Bootstrap, "bootstrap", false, "start a new cluster with this server as its only member")
 	f.StringVar(&cfg.Join, "join", "", "API address (host:port or URL) of any member of the cluster to join")
+	f.StringVar(&cfg.Token, "token", os.Getenv("SKIFF_TOKEN"), "server join token for --join (default $SKIFF_TOKEN)")
+	f.BoolVar(&cfg.AllowPrivileged, "allow-privileged", false, "admit privileged containers, host namespaces and added capabilities")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "also serve /metrics without authentication on this host:port (plain HTTP)")
 	logs.register(cmd)
 	return cmd
 }

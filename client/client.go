@@ -165,7 +165,7 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 	if c.http == nil {
 		t := sharedTransport()
 		if cfg.CertificateAuthorityData != "" || cfg.ClientCertificateData != "" {
-			tc, err := tlsConfig(cfg)
+			tc, err := cfg.TLSConfig()
 			if err != nil {
 				return nil, err
 			}
@@ -177,8 +177,9 @@ func New(cfg Config, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// tlsConfig builds the TLS settings of a config's credentials.
-func tlsConfig(cfg Config) (*tls.Config, error) {
+// TLSConfig builds the TLS settings of the config's credentials (the
+// cluster CA and the client certificate).
+func (cfg Config) TLSConfig() (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.CertificateAuthorityData != "" {
 		pool := x509.NewCertPool()

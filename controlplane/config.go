@@ -18,6 +18,16 @@ type Config struct {
 	AdvertiseAPI  string
 	Bootstrap     bool   // start a new single-server cluster
 	Join          string // API address of any member to join through
+	// Token is the server join token (K10<ca hash>::<id>.<secret>) a
+	// joining server needs to get its certificate.
+	Token string
+	// AllowPrivileged admits privileged containers, host namespaces and
+	// added capabilities (the secure default refuses them).
+	AllowPrivileged bool
+	// MetricsAddr, if set, serves /metrics without authentication on its
+	// own plain-HTTP listener (for a Prometheus without a credential); the
+	// API's /metrics always needs one.
+	MetricsAddr string
 	// Dev makes a single-server cluster that bootstraps itself when its
 	// data dir is empty (skiff dev).
 	Dev bool

@@ -3,6 +3,7 @@ package controlplane
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,8 @@ import (
 
 	"github.com/skiffhq/skiff/api"
 	"github.com/skiffhq/skiff/controlplane/apiserver"
+	"github.com/skiffhq/skiff/controlplane/auth"
+	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/controlplane/raftnode"
 	"github.com/skiffhq/skiff/controlplane/store"
 )
@@ -65,7 +68,13 @@ func Run(ctx context.Context, cfg Config) error {
 		apiAdv = apiLn.Addr().String()
 	}
 
-	s := &server{cfg: cfg, log: log, apiAddr: apiAdv}
+	sans := append([]string{apiAdv, cfg.AdvertiseRaft, cfg.RaftAddr}, defaultSANs()...)
+	p, err := setupPKI(ctx, cfg, pki.ServerIdentity(cfg.NodeID), sans)
+	if err != nil {
+		return fmt.Errorf("certificates: %w", err)
+	}
+	s := &server{cfg: cfg, log: log, apiAddr: apiAdv, pki: p}
+	s.httpc = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: p.clientTLS(), MaxIdleConnsPerHost: 256}}
 	var fsm *store.FSM
 	fsm = store.NewFSM(store.WithMetrics(store.NewMetrics(reg, func() *store.FSM { return fsm })))
 	node, err := raftnode.New(raftnode.Config{
@@ -74,6 +83,7 @@ func Run(ctx context.Context, cfg Config) error {
 		BindAddr:   cfg.RaftAddr,
 		Advertise:  cfg.AdvertiseRaft,
 		Bootstrap:  cfg.Bootstrap,
+		TLS:        &raftnode.PeerTLS{Certificate: func() (*tls.Certificate, error) { return p.cert.GetCertificate(nil) }, CA: p.pool, Group: auth.GroupServers},
 		OnLeader:   s.leading,
 		Logger:     log,
 		Registerer: reg,
@@ -90,24 +100,52 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 
-	api := apiserver.New(apiserver.Config{
+	s.tokens = &tokens{st: s.store, caHash: func() string { h, _ := pki.HashPEM(p.caPEM); return h }, now: time.Now}
+	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	apiHandler := apiserver.New(apiserver.Config{
 		Store:      s.store,
 		Cluster:    s,
 		Logger:     log,
 		Registerer: reg,
-		Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Metrics:    metricsHandler,
 		ServerID:   cfg.NodeID,
+		Security: &apiserver.Security{
+			Authenticator: auth.NewAuthenticator(s.tokens, time.Now),
+			Authorizer:    auth.NewAuthorizer(podLookup{st: s.store}),
+			Limiter:       auth.NewLimiter(auth.LimiterConfig{}, time.Now),
+			Gate:          auth.NewGate(256, 512),
+			Policy:        api.PodPolicy{AllowPrivileged: cfg.AllowPrivileged},
+			Tokens:        tokenService{t: s.tokens},
+			Certs:         &certService{pki: p, tokens: s.tokens, now: time.Now},
+		},
+		ForwardTransport: &http.Transport{TLSClientConfig: p.clientTLS(), MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second},
 	})
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           apiHandler,
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    1 << 20,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// Bodies are small (3 MiB at most): a client that cannot send one in
+		// 30 s is holding a connection, not uploading. No write timeout:
+		// watches stream for as long as the client stays.
+		ReadTimeout:    30 * time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 1 << 20,
+		TLSConfig:      p.apiTLS(),
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(apiLn) }()
-	log.Info("serving", "api", "http://"+apiAdv, "raft", node.Addr(), "id", cfg.NodeID, "dataDir", cfg.DataDir)
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- srv.ServeTLS(apiLn, "", "") }()
+	var metricsSrv *http.Server
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("listen for metrics on %s: %w", cfg.MetricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metricsHandler)
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { serveErr <- metricsSrv.Serve(mln) }()
+	}
+	log.Info("serving", "api", "https://"+apiAdv, "raft", node.Addr(), "id", cfg.NodeID, "dataDir", cfg.DataDir, "metrics", cfg.MetricsAddr)
 
 	var wg sync.WaitGroup
 	bgCtx, cancelBG := context.WithCancel(ctx)
@@ -127,6 +165,9 @@ func Run(ctx context.Context, cfg Config) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(shutdownCtx) // watches end when their contexts do
+	if metricsSrv != nil {
+		metricsSrv.Shutdown(shutdownCtx)
+	}
 	wg.Wait()
 	log.Info("stopped", "id", cfg.NodeID)
 	return runErr
@@ -172,6 +213,9 @@ type server struct {
 	apiAddr string
 	node    *raftnode.Node
 	store   *store.Store
+	pki     *serverPKI
+	tokens  *tokens
+	httpc   *http.Client // TLS with this server's certificate, for calls to other servers
 
 	readyOnce sync.Once
 }
@@ -186,6 +230,12 @@ func (s *server) self() store.Member {
 // server's addresses and creates the system namespaces. (The scheduler and
 // controllers will start here.)
 func (s *server) leading(ctx context.Context) {
+	if err := s.pki.publishCA(ctx, s.store); err != nil {
+		s.log.Warn("record the CA in the replicated store", "err", err)
+	}
+	if s.cfg.Bootstrap {
+		s.ensureJoinTokenFile(ctx)
+	}
 	for _, name := range systemNamespaces {
 		ns := &api.Namespace{ObjectMeta: api.ObjectMeta{Name: name}}
 		info, _ := api.ByKind(api.KindNamespace)
@@ -211,7 +261,8 @@ func (s *server) maintainMembership(ctx context.Context) {
 				s.log.Info("joined the cluster", "via", s.cfg.Join)
 			}
 		} else if s.recorded() {
-			if s.nsReady() {
+			s.pki.learnCA(s.store)
+			if s.nsReady() && s.pki.CA() != nil {
 				s.readyOnce.Do(s.becomeReady)
 				delay = time.Second
 			}
@@ -223,6 +274,23 @@ func (s *server) maintainMembership(ctx context.Context) {
 			return
 		case <-time.After(delay):
 		}
+	}
+}
+
+// ensureJoinTokenFile gives the bootstrap server a server join token in
+// DataDir/token (as k3s does), so more servers can join with it.
+func (s *server) ensureJoinTokenFile(ctx context.Context) {
+	path := filepath.Join(s.cfg.DataDir, tokenFile)
+	if _, err := os.Stat(path); err == nil {
+		return
+	}
+	tok, _, err := s.tokens.Create(ctx, TokenSpec{Usage: api.TokenUsageServer, Description: "written to " + path + " at bootstrap"})
+	if err != nil {
+		s.log.Warn("create the bootstrap server token", "err", err)
+		return
+	}
+	if err := pki.WriteFileAtomic(path, []byte(tok.String()+"\n"), 0o600); err != nil {
+		s.log.Warn("write the bootstrap server token", "err", err)
 	}
 }
 
@@ -258,9 +326,7 @@ func (s *server) postJoin(ctx context.Context, target string) error {
 	if target == "" {
 		return errors.New("no address to join through")
 	}
-	if !hasScheme(target) {
-		target = "http://" + target
-	}
+	target = apiURL(target)
 	m := s.self()
 	body, _ := json.Marshal(apiserver.JoinRequest{ID: m.ID, RaftAddr: m.RaftAddr, APIAddr: m.APIAddr})
 	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -270,7 +336,7 @@ func (s *server) postJoin(ctx context.Context, target string) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.httpc.Do(req)
 	if err != nil {
 		return err
 	}
@@ -281,10 +347,6 @@ func (s *server) postJoin(ctx context.Context, target string) error {
 		return fmt.Errorf("join through %s: %d %s", target, resp.StatusCode, st.Message)
 	}
 	return nil
-}
-
-func hasScheme(s string) bool {
-	return len(s) > 7 && (s[:7] == "http://" || (len(s) > 8 && s[:8] == "https://"))
 }
 
 func (s *server) becomeReady() {
@@ -301,35 +363,17 @@ func (s *server) becomeReady() {
 // writeAdminConf writes the client config atomically (temp + rename), so
 // a script waiting for the file never reads half of it.
 func (s *server) writeAdminConf() error {
-	servers := []string{"http://" + s.apiAddr}
+	servers := []string{"https://" + s.apiAddr}
 	for _, m := range s.store.Members() {
 		if m.ID != s.cfg.NodeID && m.APIAddr != "" {
-			servers = append(servers, "http://"+m.APIAddr)
+			servers = append(servers, "https://"+m.APIAddr)
 		}
 	}
-	var b bytes.Buffer
-	b.WriteString("apiVersion: skiff/v1\nkind: Config\nservers:\n")
-	for _, u := range servers {
-		fmt.Fprintf(&b, "- %s\n", u)
-	}
-	path := filepath.Join(s.cfg.DataDir, "admin.conf")
-	tmp, err := os.CreateTemp(s.cfg.DataDir, ".admin.conf-*")
+	b, err := s.pki.adminConfig(servers)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b.Bytes()); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return pki.WriteFileAtomic(filepath.Join(s.cfg.DataDir, "admin.conf"), b, 0o600)
 }
 
 // LeaderAPIURL implements apiserver.Cluster.
@@ -340,7 +384,7 @@ func (s *server) LeaderAPIURL() string {
 	}
 	for _, m := range s.store.Members() {
 		if m.ID == string(id) && m.APIAddr != "" {
-			return "http://" + m.APIAddr
+			return "https://" + m.APIAddr
 		}
 	}
 	return ""

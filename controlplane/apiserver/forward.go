@@ -52,6 +52,9 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 			pr.SetURL(target)
 			pr.Out.Host = target.Host
 			pr.Out.Header.Set(HeaderForwarded, s.cfg.ServerID)
+			if u, ok := userFrom(pr.In.Context()); ok {
+				setForwardedUser(pr.Out.Header, u)
+			}
 		},
 		Transport:     s.cfg.ForwardTransport,
 		FlushInterval: -1,

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skiffhq/skiff/api"
+	"github.com/skiffhq/skiff/controlplane/auth"
 	"github.com/skiffhq/skiff/controlplane/store"
 )
 
@@ -49,6 +50,9 @@ type Config struct {
 	// ForwardTransport carries requests forwarded to the leader (default:
 	// a clone of http.DefaultTransport keeping many idle connections).
 	ForwardTransport http.RoundTripper
+	// Security authenticates, authorizes, rate-limits and admits requests
+	// (nil: none, for unit tests of other behaviour).
+	Security *Security
 	// ServerID names this server in the X-Skiff-Forwarded header of
 	// forwarded requests (default "1").
 	ServerID string
@@ -141,30 +145,56 @@ func (s *Server) observe(l requestLabels, code int, start time.Time) {
 }
 
 func (s *Server) route(w http.ResponseWriter, r *http.Request, l *requestLabels) {
-	switch r.URL.Path {
-	case "/healthz", "/livez":
+	r, release := s.admit(w, r)
+	if r == nil {
+		return
+	}
+	defer release()
+	switch p := r.URL.Path; {
+	case p == "/healthz" || p == "/livez":
 		l.resource, l.verb = "healthz", "get"
 		s.healthz(w, r)
 		return
-	case "/readyz":
+	case p == "/readyz":
 		l.resource, l.verb = "readyz", "get"
 		s.readyz(w, r)
 		return
-	case "/metrics":
+	case p == auth.PathCA:
+		l.resource, l.verb = "ca", "get"
+		s.caCert(w, r)
+		return
+	case p == auth.PathCertificates:
+		l.resource, l.verb = "certificates", "create"
+		s.signCertificate(w, r)
+		return
+	case p == "/metrics":
 		l.resource, l.verb = "metrics", "get"
+		if !s.authorizePath(w, r) {
+			return
+		}
 		if s.cfg.Metrics == nil {
 			writeStatus(w, notFoundPath("metrics are not served by this server"))
 			return
 		}
 		s.cfg.Metrics.ServeHTTP(w, r)
 		return
-	case "/skiff/v1/members":
+	case p == "/skiff/v1/members":
 		l.resource, l.verb = "members", "get"
-		s.members(w, r)
+		if s.authorizePath(w, r) {
+			s.members(w, r)
+		}
 		return
-	case "/skiff/v1/join":
+	case p == "/skiff/v1/join":
 		l.resource, l.verb = "join", "create"
-		s.join(w, r)
+		if s.authorizePath(w, r) {
+			s.join(w, r)
+		}
+		return
+	case p == auth.PathTokens || strings.HasPrefix(p, auth.PathTokens+"/"):
+		l.resource, l.verb = "tokens", strings.ToLower(r.Method)
+		if s.authorizePath(w, r) {
+			s.tokens(w, r)
+		}
 		return
 	}
 	t, ok, serr := parseResourcePath(r.URL.Path)
@@ -177,6 +207,10 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, l *requestLabels)
 		return
 	}
 	l.resource, l.verb = t.resourceLabel(), verb(r, t)
+	// Creates are authorized once the body names the object (create).
+	if r.Method != http.MethodPost && !s.authorizeResource(w, r, t, t.name) {
+		return
+	}
 	s.serveResource(w, r, t)
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/skiffhq/skiff/api"
+	"github.com/skiffhq/skiff/controlplane/auth"
 	"github.com/skiffhq/skiff/controlplane/store"
 )
 
@@ -81,6 +82,11 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		e := newStatus(http.StatusUnprocessableEntity, api.ReasonInvalid, "join request is invalid: "+errs.Error())
 		e.status.Details = &api.StatusDetails{Name: req.ID, Causes: errs.Causes()}
 		writeStatus(w, e)
+		return
+	}
+	if u, ok := userFrom(r.Context()); ok && auth.IsServer(u) && u.Name != "system:server:"+req.ID {
+		writeStatus(w, newStatus(http.StatusForbidden, api.ReasonForbidden,
+			fmt.Sprintf("%s may not join the cluster as server %q: a server joins under its own certificate's name", u.Name, req.ID)))
 		return
 	}
 	if err := s.cfg.Cluster.Join(r.Context(), req); err != nil {

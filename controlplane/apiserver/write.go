@@ -212,9 +212,15 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, t target) {
 	if generated {
 		m.Name = m.GenerateName + randomSuffix()
 	}
+	if !s.authorizeResource(w, r, t, m.Name) {
+		return
+	}
 	api.Default(o)
 	if errs := api.Validate(o); len(errs) > 0 {
 		writeStatus(w, invalid(&t.info, m.Name, errs))
+		return
+	}
+	if !s.admitObject(w, r, t, o, nil) {
 		return
 	}
 	if t.info.Namespaced {
@@ -302,6 +308,9 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, t target) {
 		}
 		if errs := api.ValidateUpdate(o, cur); len(errs) > 0 {
 			writeStatus(w, invalid(&t.info, m.Name, errs))
+			return
+		}
+		if !s.admitObject(w, r, t, o, cur) {
 			return
 		}
 		if !conditional {

@@ -9,6 +9,7 @@ package harness
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -22,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skiffhq/skiff/client"
 )
 
 // binary is the skiff binary Main built for this test binary.
@@ -94,13 +97,15 @@ type Server struct {
 	RaftAddr string
 	APIAddr  string
 	Join     string // API address to join through ("" bootstraps)
+	Token    string // server join token, with Join
 	LogPath  string
 
-	t    testing.TB
-	bin  string
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	t     testing.TB
+	bin   string
+	admin *http.Client // set by StartCluster once the first admin.conf exists
+	mu    sync.Mutex
+	cmd   *exec.Cmd
+	done  chan struct{}
 }
 
 // NewServer prepares a server with fresh ports and directories.
@@ -118,7 +123,16 @@ func NewServer(t testing.TB, id, join string) *Server {
 }
 
 // URL is the server's API base URL.
-func (s *Server) URL() string { return "http://" + s.APIAddr }
+func (s *Server) URL() string { return "https://" + s.APIAddr }
+
+// AdminConf is the path of the admin.conf the server writes when ready.
+func (s *Server) AdminConf() string { return filepath.Join(s.Dir, "admin.conf") }
+
+// JoinToken reads the server join token a bootstrap server wrote.
+func (s *Server) JoinToken() (string, error) {
+	b, err := os.ReadFile(filepath.Join(s.Dir, "token"))
+	return strings.TrimSpace(string(b)), err
+}
 
 // Start runs the process (again, after Kill, on the same data dir).
 func (s *Server) Start() {
@@ -127,7 +141,7 @@ func (s *Server) Start() {
 	if s.Join == "" {
 		args = append(args, "--bootstrap")
 	} else {
-		args = append(args, "--join", s.Join)
+		args = append(args, "--join", s.Join, "--token", s.Token)
 	}
 	logf, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -203,11 +217,34 @@ type Members struct {
 	AppliedIndex uint64 `json:"appliedIndex"`
 }
 
-var httpc = &http.Client{Timeout: 2 * time.Second}
+// probe answers health checks before any credential exists: /readyz is
+// public, and the CA is not known yet.
+var probe = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+	TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // only for /readyz
 
-// Members asks this server for the membership.
+// AdminClient returns an HTTP client with the admin credential of an
+// admin.conf, trusting its cluster CA.
+func AdminClient(t testing.TB, adminConf string) *http.Client {
+	t.Helper()
+	cfg, err := client.LoadConfig(adminConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := cfg.TLSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.InsecureSkipVerify = false
+	return &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, MaxIdleConnsPerHost: 64}}
+}
+
+// Members asks this server for the membership, with the cluster's admin
+// credential.
 func (s *Server) Members() (*Members, error) {
-	resp, err := httpc.Get(s.URL() + "/skiff/v1/members")
+	if s.admin == nil {
+		return nil, fmt.Errorf("%s: no admin credential yet", s.ID)
+	}
+	resp, err := s.admin.Get(s.URL() + "/skiff/v1/members")
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +258,7 @@ func (s *Server) Members() (*Members, error) {
 
 // Ready reports GET /readyz == 200.
 func (s *Server) Ready() bool {
-	resp, err := httpc.Get(s.URL() + "/readyz")
+	resp, err := probe.Get(s.URL() + "/readyz")
 	if err != nil {
 		return false
 	}
@@ -244,6 +281,8 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 // Cluster is n servers: the first bootstraps, the others join through it.
 type Cluster struct {
 	Servers []*Server
+	// Admin is an HTTP client with the cluster's admin credential.
+	Admin *http.Client
 }
 
 // StartCluster starts n servers and waits until all are members and ready.
@@ -252,10 +291,19 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	c := &Cluster{}
 	first := NewServer(t, "s1", "")
 	first.Start()
-	Eventually(t, 20*time.Second, "s1 ready", first.Ready)
+	Eventually(t, 20*time.Second, "s1 ready with admin.conf and a join token", func() bool {
+		_, err1 := os.Stat(first.AdminConf())
+		_, err2 := first.JoinToken()
+		return first.Ready() && err1 == nil && err2 == nil
+	})
+	c.Admin = AdminClient(t, first.AdminConf())
+	first.admin = c.Admin
+	token, _ := first.JoinToken()
 	c.Servers = append(c.Servers, first)
 	for i := 2; i <= n; i++ {
 		s := NewServer(t, fmt.Sprintf("s%d", i), first.APIAddr)
+		s.Token = token
+		s.admin = c.Admin
 		s.Start()
 		c.Servers = append(c.Servers, s)
 	}

@@ -264,7 +264,7 @@ func TestLinearizableAcrossLeaderKill(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			hc := &http.Client{Timeout: 3 * time.Second}
+			hc := c.Admin
 			rng := rand.New(rand.NewPCG(uint64(w), uint64(start.UnixNano())))
 			for seq := 0; ctx.Err() == nil; seq++ {
 				in := linInput{Key: fmt.Sprintf("lin-k%d", rng.IntN(keys)), Value: fmt.Sprintf("w%d-%d", w, seq)}
@@ -305,7 +305,7 @@ func TestLinearizableAcrossLeaderKill(t *testing.T) {
 	wg.Wait()
 
 	// Final reads from whichever server leads now close the history.
-	hc := &http.Client{Timeout: 3 * time.Second}
+	hc := c.Admin
 	var leader *harness.Server
 	harness.Eventually(t, 10*time.Second, "a leader after the run", func() bool { leader = c.Leader(); return leader != nil })
 	for k := 0; k < keys; k++ {
