@@ -41,6 +41,8 @@ test: deps ## deps, go vet, all tests, a short fuzz run; every step runs, then a
 	step "fuzz FuzzDecode 10s" $(GO) test -run '^$$' -fuzz='^FuzzDecode$$' -fuzztime=10s ./api; \
 	step "fuzz FuzzDecodeAs 5s" $(GO) test -run '^$$' -fuzz='^FuzzDecodeAs$$' -fuzztime=5s ./api; \
 	step "fuzz FuzzDecodeCommand 5s" $(GO) test -run '^$$' -fuzz='^FuzzDecodeCommand$$' -fuzztime=5s ./controlplane/store; \
+	step "fuzz FuzzParseJoinToken 5s" $(GO) test -run '^$$' -fuzz='^FuzzParseJoinToken$$' -fuzztime=5s ./api; \
+	step "fuzz FuzzHandler 10s" $(GO) test -run '^$$' -fuzz='^FuzzHandler$$' -fuzztime=10s ./controlplane/apiserver; \
 	took=$$(( $$(date +%s) - start )); \
 	if [ -n "$$failed" ]; then echo "==> make test: FAILED$$failed (in $${took}s)"; exit 1; fi; \
 	echo "==> make test: all passed (vet, tests, fuzz) in $${took}s"
@@ -72,6 +74,8 @@ fuzz: ## Longer fuzz runs (FUZZTIME=60s each)
 	$(GO) test -run '^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./api
 	$(GO) test -run '^$$' -fuzz='^FuzzDecodeAs$$' -fuzztime=$(FUZZTIME) ./api
 	$(GO) test -run '^$$' -fuzz='^FuzzDecodeCommand$$' -fuzztime=$(FUZZTIME) ./controlplane/store
+	$(GO) test -run '^$$' -fuzz='^FuzzParseJoinToken$$' -fuzztime=$(FUZZTIME) ./api
+	$(GO) test -run '^$$' -fuzz='^FuzzHandler$$' -fuzztime=$(FUZZTIME) ./controlplane/apiserver
 
 .PHONY: clean
 clean: ## Remove build output

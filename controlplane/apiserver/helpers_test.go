@@ -52,7 +52,7 @@ func newTestServer(t *testing.T, cfg Config, opts ...store.FSMOption) *testServe
 }
 
 // newStore returns an in-memory store holding the bootstrap namespaces.
-func newStore(t *testing.T, opts ...store.FSMOption) *store.Store {
+func newStore(t testing.TB, opts ...store.FSMOption) *store.Store {
 	t.Helper()
 	st := store.NewInMemory(opts...)
 	t.Cleanup(st.Close)
