@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -482,4 +483,48 @@ func (l podLookup) PodNode(namespace, name string) (string, bool) {
 		return "", false
 	}
 	return o.(*api.Pod).Spec.NodeName, true
+}
+
+// renewLoop re-issues this server's certificate when a third of its
+// lifetime remains (checked hourly; a server's key never leaves it), and
+// swaps it in without restarting any listener.
+func (p *serverPKI) renewLoop(ctx context.Context, id pki.Identity, sans []string, log interface{ Warn(string, ...any) }) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if err := p.renewIfDue(id, sans, time.Now()); err != nil {
+			log.Warn("renew the server certificate", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (p *serverPKI) renewIfDue(id pki.Identity, sans []string, now time.Time) error {
+	cur := p.cert.Current()
+	if cur == nil || len(cur.Certificate) == 0 {
+		return nil
+	}
+	certPEM := pemCert(cur.Certificate[0])
+	due, _ := pki.NeedsRenewal(certPEM, now)
+	if !due || p.CA() == nil {
+		return nil
+	}
+	b, err := p.issueServer(id, sans)
+	if err != nil {
+		return err
+	}
+	c, err := pki.TLSCertificate(b)
+	if err != nil {
+		return err
+	}
+	p.cert.Set(c)
+	return nil
+}
+
+func pemCert(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }

@@ -406,3 +406,33 @@ func TestFloodDoesNotStarveNodeHeartbeats(t *testing.T) {
 		t.Fatalf("a node went %v without a successful heartbeat (grace %v)", worst, grace)
 	}
 }
+
+func TestServerCertificateRenewal(t *testing.T) {
+	dir := t.TempDir()
+	p, err := setupPKI(context.Background(), Config{DataDir: dir, NodeID: "s1", Bootstrap: true}, pki.ServerIdentity("s1"), []string{"127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := p.cert.Current().Leaf
+	if err := p.renewIfDue(pki.ServerIdentity("s1"), []string{"127.0.0.1:1"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if p.cert.Current().Leaf.SerialNumber.Cmp(before.SerialNumber) != 0 {
+		t.Fatal("a fresh certificate was renewed")
+	}
+	late := before.NotAfter.Add(-time.Duration(float64(before.NotAfter.Sub(before.NotBefore)) * 0.2))
+	if err := p.renewIfDue(pki.ServerIdentity("s1"), []string{"127.0.0.1:1"}, late); err != nil {
+		t.Fatal(err)
+	}
+	after := p.cert.Current()
+	if after.Leaf == nil || after.Leaf.SerialNumber.Cmp(before.SerialNumber) == 0 {
+		t.Fatal("a certificate with 20% of its life left was not renewed")
+	}
+	onDisk, err := pki.LoadBundle(filepath.Join(dir, "pki"), "server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := pki.ParseCertPEM(onDisk.CertPEM); c.SerialNumber.Cmp(after.Leaf.SerialNumber) != 0 {
+		t.Fatal("the renewed certificate was not saved")
+	}
+}

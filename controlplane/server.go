@@ -149,10 +149,14 @@ func Run(ctx context.Context, cfg Config) error {
 
 	var wg sync.WaitGroup
 	bgCtx, cancelBG := context.WithCancel(ctx)
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		s.maintainMembership(bgCtx)
+	}()
+	go func() {
+		defer wg.Done()
+		p.renewLoop(bgCtx, pki.ServerIdentity(cfg.NodeID), sans, log)
 	}()
 
 	var runErr error

@@ -97,7 +97,7 @@ func run(cfg config, skiffBin, etcdBin string, etcdArgs []string, keep bool) err
 		if err != nil {
 			return err
 		}
-		if skRes, err = trials(ctx, cfg, &skiffSystem{c: sk, hc: httpClient(cfg.timeout), body: newPodBody()}); err != nil {
+		if skRes, err = trials(ctx, cfg, &skiffSystem{c: sk, hc: sk.HTTPClient(cfg.timeout, 64), body: newPodBody()}); err != nil {
 			return fmt.Errorf("skiff: %w", err)
 		}
 		for _, s := range sk.Servers {
@@ -268,18 +268,12 @@ func waitCaughtUp(ctx context.Context, sys system, i int) error {
 	}
 }
 
-// skiffSystem writes Pods through any server; followers forward to the
-// leader.
+// skiffSystem writes Pods through any server over HTTPS with the admin
+// credential; followers forward to the leader.
 type skiffSystem struct {
 	c    *cluster.Skiff
 	hc   *http.Client
 	body podBody
-}
-
-func httpClient(timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{
-		Proxy: nil, MaxIdleConnsPerHost: 64, DisableCompression: true,
-	}}
 }
 
 func (s *skiffSystem) Name() string             { return "skiff" }

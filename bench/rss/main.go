@@ -75,9 +75,9 @@ func run(pods, clients int, settle time.Duration, bin string, keep bool) error {
 		return err
 	}
 	srv := sk.Servers[0]
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		Proxy: nil, MaxIdleConnsPerHost: max(512, clients), DisableCompression: true,
-	}}
+	// HTTPS with admin.conf's credential (also needed for /metrics; the
+	// admin is not rate-limited).
+	hc := sk.HTTPClient(30*time.Second, max(512, clients))
 	read := func(what string) (reading, error) {
 		st, err := srv.Proc.Status("VmRSS", "VmHWM", "RssAnon", "RssFile")
 		if err != nil {
@@ -200,6 +200,9 @@ func scrape(hc *http.Client, url string, names ...string) (map[string]float64, e
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
 	want := map[string]bool{}
 	for _, n := range names {
 		want[n] = true

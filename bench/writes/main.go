@@ -215,7 +215,7 @@ func printTable(levels []int, sk, et map[int][]measurement, etcdConns int) {
 			s.Errors, e.Errors, smoved, emoved, scpu, ecpu, sgen, egen)
 	}
 	fmt.Println()
-	fmt.Printf("skiff: POST /api/v1/namespaces/default/pods to the leader, one HTTP/1.1 keep-alive connection per client.\n")
+	fmt.Printf("skiff: POST /api/v1/namespaces/default/pods to the leader over HTTPS (admin.conf's client certificate), one HTTP/1.1 keep-alive TLS connection per client.\n")
 	fmt.Printf("etcd: Put of the same JSON bytes to a unique key on the leader; clients share min(clients, %d) etcd clients (gRPC connections), as etcd's benchmark tool does with --conns.\n", etcdConns)
 	fmt.Printf("Leader changes: runs (of %d rounds) in which leadership moved; writes then went through a forwarding follower or were refused.\n", len(sk[levels[0]]))
 	fmt.Printf("Latencies in ms. CPU: user+system of the 3 server processes, and of this load generator, per 1,000 acknowledged writes.\n")
@@ -276,14 +276,9 @@ func (s *skiffWrites) CPU() time.Duration {
 }
 
 func (s *skiffWrites) Prepare(n int, tag string) (load.Op, func(), error) {
-	tr := &http.Transport{
-		Proxy:               nil, // loopback only, never through a proxy
-		MaxIdleConns:        0,
-		MaxIdleConnsPerHost: max(512, n),
-		MaxConnsPerHost:     0,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
+	// HTTPS with admin.conf's client certificate (system:masters, not
+	// rate-limited), one keep-alive connection per client.
+	tr := s.c.Transport(max(512, n))
 	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	leader, err := s.c.Leader(context.Background(), 30*time.Second)
 	if err != nil {

@@ -8,6 +8,10 @@
 // kills what is still running and removes the directories, and each child
 // also gets SIGKILL from the kernel if the benchmark itself dies.
 //
-// It must not import skiff's own packages: the benchmarks talk to the
-// servers over their public interfaces only, as a user would.
+// The API is HTTPS only and every request needs a credential: servers
+// join with the bootstrap server's join token, and the benchmarks use the
+// admin.conf the bootstrap server writes (cluster CA + admin client
+// certificate), read through skiff's public client package — the one
+// import of skiff's own code allowed here. Otherwise the benchmarks talk to
+// the servers over their public interfaces only, as a user would.
 package cluster
