@@ -17,7 +17,7 @@ ID, addresses, suffrage (Voter or Nonvoter) and which one leads, then that
 server's last log index and applied index.`,
 		Example: `  skiff members
   skiff members -o json
-  skiff members --server http://10.0.0.2:6443`,
+  skiff members --server https://10.0.0.2:6443`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := o.client()

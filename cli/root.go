@@ -88,7 +88,7 @@ one to DATA_DIR/admin.conf).`,
 
 	pf := root.PersistentFlags()
 	pf.StringVar(&o.configPath, "config", "", "client config file (default $SKIFF_CONFIG, else ~/.skiff/config)")
-	pf.StringVar(&o.server, "server", "", "API server URL, e.g. http://127.0.0.1:6443 (overrides the config's servers)")
+	pf.StringVar(&o.server, "server", "", "API server URL(s), e.g. https://127.0.0.1:6443 (replaces the config's servers; its credentials are kept)")
 	pf.StringVarP(&o.namespace, "namespace", "n", "default", "namespace of the request")
 	pf.DurationVar(&o.requestTimeout, "request-timeout", 30*time.Second, "how long to wait for one request (0: no limit)")
 
@@ -108,21 +108,34 @@ one to DATA_DIR/admin.conf).`,
 	return root
 }
 
-// clientConfig resolves where the cluster is: --server wins, then the
-// config file.
+// clientConfig resolves where the cluster is and who we are: the config
+// file's servers and credentials, with --server replacing the servers (the
+// credentials still come from the config, as with kubectl).
 func (o *options) clientConfig() (client.Config, error) {
-	if o.server != "" {
-		var servers []string
-		for _, s := range strings.Split(o.server, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				if !strings.Contains(s, "://") {
-					s = "http://" + s
-				}
-				servers = append(servers, strings.TrimRight(s, "/"))
-			}
-		}
-		return client.Config{APIVersion: "skiff/v1", Kind: "Config", Servers: servers}, nil
+	cfg, err := o.loadConfig()
+	if o.server == "" {
+		return cfg, err
 	}
+	if err != nil && !errors.Is(err, errNoConfig) {
+		return client.Config{}, err
+	}
+	var servers []string
+	for _, s := range strings.Split(o.server, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			if !strings.Contains(s, "://") {
+				s = "https://" + s
+			}
+			servers = append(servers, strings.TrimRight(s, "/"))
+		}
+	}
+	cfg.APIVersion, cfg.Kind, cfg.Servers = "skiff/v1", "Config", servers
+	return cfg, nil
+}
+
+// errNoConfig: no config file exists (fine with --server).
+var errNoConfig = errors.New("no cluster configured")
+
+func (o *options) loadConfig() (client.Config, error) {
 	path, origin := o.configPath, "--config"
 	if path == "" {
 		if env := os.Getenv("SKIFF_CONFIG"); env != "" {
@@ -134,8 +147,8 @@ func (o *options) clientConfig() (client.Config, error) {
 	cfg, err := client.LoadConfig(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return client.Config{}, fmt.Errorf("no cluster configured: %s %s does not exist; "+
-				"start one with `skiff dev` and `export SKIFF_CONFIG=$HOME/.skiff/dev/admin.conf`, or pass --server URL", origin, path)
+			return client.Config{}, fmt.Errorf("%w: %s %s does not exist; "+
+				"start one with `skiff dev` and `export SKIFF_CONFIG=$HOME/.skiff/dev/admin.conf`", errNoConfig, origin, path)
 		}
 		return client.Config{}, fmt.Errorf("load client config %s: %w", path, err)
 	}

@@ -178,6 +178,8 @@ scheduler, controllers or node agent run yet, so Deployments create no Pods.`,
 	f.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:6443", "host:port the HTTP API listens on (port 0 picks a free one)")
 	f.StringVar(&cfg.RaftAddr, "raft-addr", "127.0.0.1:0", "host:port the Raft transport listens on")
 	f.StringVar(&cfg.NodeID, "node-id", "dev", "the server's Raft ID")
+	f.BoolVar(&cfg.AllowPrivileged, "allow-privileged", false, "admit privileged containers, host namespaces and added capabilities")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "also serve /metrics without authentication on this host:port (plain HTTP)")
 	logs.register(cmd)
 	return cmd
 }
