@@ -91,6 +91,16 @@ func PrepareForUpdate(newObj, oldObj Object) {
 	if reflect.TypeOf(newObj) != reflect.TypeOf(oldObj) {
 		return
 	}
+	if n, ok := newObj.(*Node); ok {
+		o := oldObj.(*Node)
+		if n.Spec.PodCIDR == "" {
+			n.Spec.PodCIDR = o.Spec.PodCIDR
+			if len(n.Spec.PodCIDRs) == 0 {
+				n.Spec.PodCIDRs = append([]string(nil), o.Spec.PodCIDRs...)
+			}
+		}
+		return
+	}
 	n, ok := newObj.(*Service)
 	if !ok {
 		return

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -15,6 +17,7 @@ import (
 
 	"github.com/skiffhq/skiff/client"
 	"github.com/skiffhq/skiff/controlplane"
+	"github.com/skiffhq/skiff/controlplane/store"
 )
 
 // logFlags are the logging flags of the commands that run daemons.
@@ -112,7 +115,9 @@ config with the CA and an admin credential (export SKIFF_CONFIG=...).`,
 	f.StringVar(&cfg.Token, "token", os.Getenv("SKIFF_TOKEN"), "server join token for --join (default $SKIFF_TOKEN)")
 	f.BoolVar(&cfg.AllowPrivileged, "allow-privileged", false, "admit privileged containers, host namespaces and added capabilities")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "also serve /metrics without authentication on this host:port (plain HTTP)")
+	net := registerNetworkFlags(cmd)
 	logs.register(cmd)
+	wrapNetwork(cmd, &cfg, net)
 	return cmd
 }
 
@@ -180,8 +185,54 @@ scheduler, controllers or node agent run yet, so Deployments create no Pods.`,
 	f.StringVar(&cfg.NodeID, "node-id", "dev", "the server's Raft ID")
 	f.BoolVar(&cfg.AllowPrivileged, "allow-privileged", false, "admit privileged containers, host namespaces and added capabilities")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "also serve /metrics without authentication on this host:port (plain HTTP)")
+	net := registerNetworkFlags(cmd)
 	logs.register(cmd)
+	wrapNetwork(cmd, &cfg, net)
 	return cmd
+}
+
+// networkFlags are the address plan a bootstrapping server records.
+type networkFlags struct {
+	serviceCIDR, clusterCIDR string
+	nodeMask                 int
+	nodePorts                string
+}
+
+func registerNetworkFlags(cmd *cobra.Command) *networkFlags {
+	n := &networkFlags{}
+	d := store.DefaultNetwork
+	f := cmd.Flags()
+	f.StringVar(&n.serviceCIDR, "service-cidr", d.ServiceCIDR.String(), "cluster IPs of services come from here (recorded at bootstrap)")
+	f.StringVar(&n.clusterCIDR, "cluster-cidr", d.ClusterCIDR.String(), "pod CIDRs of nodes come from here (recorded at bootstrap)")
+	f.IntVar(&n.nodeMask, "node-cidr-mask-size", d.NodeMaskSize, "prefix length of each node's pod CIDR")
+	f.StringVar(&n.nodePorts, "service-node-port-range", fmt.Sprintf("%d-%d", d.NodePortMin, d.NodePortMax), "node ports of NodePort and LoadBalancer services")
+	return n
+}
+
+// wrapNetwork parses the network flags into cfg before the command runs.
+func wrapNetwork(cmd *cobra.Command, cfg *controlplane.Config, n *networkFlags) {
+	run := cmd.RunE
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		var err error
+		if cfg.Network.ServiceCIDR, err = netip.ParsePrefix(n.serviceCIDR); err != nil {
+			return fmt.Errorf("--service-cidr: %w", err)
+		}
+		if cfg.Network.ClusterCIDR, err = netip.ParsePrefix(n.clusterCIDR); err != nil {
+			return fmt.Errorf("--cluster-cidr: %w", err)
+		}
+		cfg.Network.NodeMaskSize = n.nodeMask
+		lo, hi, ok := strings.Cut(n.nodePorts, "-")
+		a, err1 := strconv.Atoi(lo)
+		b, err2 := strconv.Atoi(hi)
+		if !ok || err1 != nil || err2 != nil {
+			return fmt.Errorf("--service-node-port-range %q: want MIN-MAX", n.nodePorts)
+		}
+		cfg.Network.NodePortMin, cfg.Network.NodePortMax = int32(a), int32(b)
+		if err := cfg.Network.Validate(); err != nil {
+			return fmt.Errorf("network flags: %w", err)
+		}
+		return run(c, args)
+	}
 }
 
 // printDevBanner tells the user how to reach the dev cluster.

@@ -3,6 +3,8 @@ package controlplane
 import (
 	"log/slog"
 
+	"github.com/skiffhq/skiff/controlplane/store"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -24,6 +26,10 @@ type Config struct {
 	// AllowPrivileged admits privileged containers, host namespaces and
 	// added capabilities (the secure default refuses them).
 	AllowPrivileged bool
+	// Network is the address plan the bootstrap server records for the
+	// cluster (zero: store.DefaultNetwork). Other servers use the recorded
+	// one.
+	Network store.NetworkConfig
 	// MetricsAddr, if set, serves /metrics without authentication on its
 	// own plain-HTTP listener (for a Prometheus without a credential); the
 	// API's /metrics always needs one.

@@ -203,6 +203,12 @@ func (cfg *Config) complete() error {
 	if cfg.Dev {
 		cfg.Bootstrap = true // a no-op when the data dir already holds a cluster
 	}
+	if cfg.Network == (store.NetworkConfig{}) {
+		cfg.Network = store.DefaultNetwork
+	}
+	if err := cfg.Network.Validate(); err != nil {
+		return fmt.Errorf("network plan: %w", err)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -239,6 +245,11 @@ func (s *server) leading(ctx context.Context) {
 	}
 	if s.cfg.Bootstrap {
 		s.ensureJoinTokenFile(ctx)
+		if _, ok := s.store.GetSystem(store.TableConfig, "network"); !ok {
+			if err := s.store.SetNetwork(ctx, s.cfg.Network); err != nil {
+				s.log.Warn("record the network plan", "err", err)
+			}
+		}
 	}
 	for _, name := range systemNamespaces {
 		ns := &api.Namespace{ObjectMeta: api.ObjectMeta{Name: name}}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 
 	"sigs.k8s.io/yaml"
@@ -306,7 +307,15 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, t target) {
 		if err != nil {
 			break
 		}
-		if errs := api.ValidateUpdate(o, cur); len(errs) > 0 {
+		checked := o
+		if t.subresource == "status" {
+			// A status write changes status only: validate the stored
+			// object with the new status, not whatever spec the body has.
+			checked = withStatus(cur, o)
+		} else {
+			api.PrepareForUpdate(o, cur)
+		}
+		if errs := api.ValidateUpdate(checked, cur); len(errs) > 0 {
 			writeStatus(w, invalid(&t.info, m.Name, errs))
 			return
 		}
@@ -412,4 +421,14 @@ func (s *Server) checkNamespaceDeletable(ns string) *statusError {
 		}
 	}
 	return nil
+}
+
+// withStatus returns a copy of cur (top level; nested values shared and
+// not modified) carrying from's status.
+func withStatus(cur, from api.Object) api.Object {
+	v := reflect.New(reflect.TypeOf(cur).Elem())
+	v.Elem().Set(reflect.ValueOf(cur).Elem())
+	out := v.Interface().(api.Object)
+	api.CopyStatus(out, from)
+	return out
 }

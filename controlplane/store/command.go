@@ -180,6 +180,12 @@ func encodeOp(op Op) (record, error) {
 		}
 		uid := op.Preconditions.UID
 		return record{Type: op.Type, Kind: k.Kind, Namespace: k.Namespace, Name: k.Name, RV: rv, UID: uid, Object: b}, nil
+	case OpBind:
+		if op.Key.Kind != api.KindPod || op.Key.Name == "" || op.Node == "" {
+			return record{}, fmt.Errorf("%w: a binding needs a pod and a node", ErrInvalid)
+		}
+		return record{Type: OpBind, Kind: api.KindPod, Namespace: op.Key.Namespace, Name: op.Key.Name,
+			RV: op.Preconditions.ResourceVersion, UID: op.Preconditions.UID, Object: []byte(op.Node)}, nil
 	case OpDelete:
 		if _, ok := api.ByKind(op.Key.Kind); !ok {
 			return record{}, fmt.Errorf("%w: unknown kind %q", ErrInvalid, op.Key.Kind)

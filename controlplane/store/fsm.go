@@ -42,6 +42,8 @@ type FSM struct {
 	mu      sync.RWMutex
 	objects map[api.Kind]map[string]map[string]api.Object // kind -> namespace -> name
 	system  map[SystemTable]map[string][]byte
+	alloc   allocations
+	net     NetworkConfig
 	index   uint64 // last applied entry
 	applied *sync.Cond
 	hub     *hub
@@ -63,6 +65,8 @@ func NewFSM(opts ...FSMOption) *FSM {
 	f := &FSM{
 		objects: map[api.Kind]map[string]map[string]api.Object{},
 		system:  map[SystemTable]map[string][]byte{},
+		alloc:   newAllocations(),
+		net:     DefaultNetwork,
 		hub:     newHub(10000),
 	}
 	f.applied = sync.NewCond(f.mu.RLocker())
@@ -89,7 +93,7 @@ func (f *FSM) Apply(index uint64, data []byte) any {
 	objs := make([]api.Object, len(cmd.Ops))
 	errs := make([]error, len(cmd.Ops))
 	for i, r := range cmd.Ops {
-		if r.Type == opPutSystem || r.Type == opDeleteSystem || len(r.Object) == 0 {
+		if r.Type == opPutSystem || r.Type == opDeleteSystem || r.Type == OpBind || len(r.Object) == 0 {
 			continue
 		}
 		objs[i], errs[i] = decodeRecordObject(r)
@@ -138,6 +142,10 @@ func (f *FSM) get(k api.Kind, ns, name string) api.Object {
 }
 
 func (f *FSM) put(k api.Kind, ns, name string, o api.Object) {
+	if old := f.get(k, ns, name); old != nil {
+		f.alloc.index(old, false)
+	}
+	f.alloc.index(o, true)
 	byNS := f.objects[k]
 	if byNS == nil {
 		byNS = map[string]map[string]api.Object{}
@@ -152,6 +160,9 @@ func (f *FSM) put(k api.Kind, ns, name string, o api.Object) {
 }
 
 func (f *FSM) remove(k api.Kind, ns, name string) {
+	if old := f.get(k, ns, name); old != nil {
+		f.alloc.index(old, false)
+	}
 	byName := f.objects[k][ns]
 	delete(byName, name)
 	if len(byName) == 0 {
@@ -191,6 +202,9 @@ func (f *FSM) applyOne(index uint64, pos int, unixNano int64, ts *api.Time, r re
 			f.system[t] = map[string][]byte{}
 		}
 		f.system[t][r.Name] = append([]byte(nil), r.Object...)
+		if t == TableConfig {
+			f.loadNetwork()
+		}
 		return Result{}, event{}
 	case opDeleteSystem:
 		t := SystemTable(r.Kind)
@@ -216,6 +230,9 @@ func (f *FSM) applyOne(index uint64, pos int, unixNano int64, ts *api.Time, r re
 			}
 		} else if r.Namespace != "" {
 			return Result{Err: fmt.Errorf("%w: %s is cluster-scoped: no namespace", ErrInvalid, what)}, event{}
+		}
+		if err := f.allocate(KeyOf(o), o, nil); err != nil {
+			return Result{Err: err}, event{}
 		}
 		m := o.GetObjectMeta()
 		m.UID = uidFor(index, pos, unixNano)
@@ -255,6 +272,9 @@ func (f *FSM) applyOne(index uint64, pos int, unixNano int64, ts *api.Time, r re
 			if info.HasStatus {
 				api.CopyStatus(next, cur)
 			}
+			if err := f.allocate(KeyOf(next), next, cur); err != nil {
+				return Result{Err: err}, event{}
+			}
 			if !api.SpecEqual(next, cur) {
 				nm.Generation++
 			}
@@ -271,6 +291,9 @@ func (f *FSM) applyOne(index uint64, pos int, unixNano int64, ts *api.Time, r re
 		next.GetObjectMeta().ResourceVersion = rv
 		f.put(r.Kind, r.Namespace, r.Name, next)
 		return Result{Object: next}, event{typ: Modified, obj: next, old: cur}
+
+	case OpBind:
+		return f.bind(index, rv, ts, r, what)
 
 	case OpDelete:
 		cur := f.get(r.Kind, r.Namespace, r.Name)
@@ -308,6 +331,91 @@ func (f *FSM) applyOne(index uint64, pos int, unixNano int64, ts *api.Time, r re
 		return Result{Object: cur}, event{typ: Deleted, obj: gone, old: cur}
 	}
 	return Result{Err: fmt.Errorf("%w: unknown operation %d", ErrInvalid, r.Type)}, event{}
+}
+
+// allocate assigns what a new or changed object needs from the address
+// plan (old is the stored version on update).
+func (f *FSM) allocate(k Key, o, old api.Object) error {
+	switch o := o.(type) {
+	case *api.Service:
+		oldSvc, _ := old.(*api.Service)
+		return f.allocateService(k, o, oldSvc)
+	case *api.Node:
+		oldNode, _ := old.(*api.Node)
+		return f.allocateNode(o, oldNode)
+	}
+	return nil
+}
+
+// bind sets a pending pod's node, after checking (inside the log, so two
+// schedulers or two leaders racing cannot overcommit) that the pod is
+// still the version the scheduler saw, is unbound, and that the node
+// exists and has room for it.
+func (f *FSM) bind(index uint64, rv string, ts *api.Time, r record, what string) (Result, event) {
+	node := string(r.Object)
+	cur := f.get(api.KindPod, r.Namespace, r.Name)
+	if cur == nil {
+		return Result{Err: fmt.Errorf("%w: %s not found", ErrNotFound, what)}, event{}
+	}
+	if err := checkPre(cur, r, what); err != nil {
+		return Result{Err: err}, event{}
+	}
+	pod := cur.(*api.Pod)
+	if pod.Spec.NodeName == node {
+		return Result{Object: cur}, event{}
+	}
+	if pod.Spec.NodeName != "" {
+		return Result{Err: fmt.Errorf("%w: %s is already bound to node %q", ErrConflict, what, pod.Spec.NodeName)}, event{}
+	}
+	if pod.GetObjectMeta().DeletionTimestamp != nil {
+		return Result{Err: fmt.Errorf("%w: %s is being deleted", ErrConflict, what)}, event{}
+	}
+	n, _ := f.get(api.KindNode, "", node).(*api.Node)
+	if n == nil {
+		return Result{Err: fmt.Errorf("%w: node %q not found", ErrNotFound, node)}, event{}
+	}
+	want, used := podRequests(pod), f.alloc.usage[node]
+	alloc := n.Status.Allocatable
+	for _, c := range []struct {
+		name      api.ResourceName
+		need, has int64
+	}{
+		{api.ResourceCPU, want.CPUMilli, used.CPUMilli},
+		{api.ResourceMemory, want.MemoryBytes, used.MemoryBytes},
+		{api.ResourcePods, want.Pods, used.Pods},
+	} {
+		q, ok := alloc[c.name]
+		if !ok {
+			continue // not reported: not limited
+		}
+		limit := q.Value()
+		if c.name == api.ResourceCPU {
+			limit = q.MilliValue()
+		}
+		if c.has+c.need > limit {
+			return Result{Err: fmt.Errorf("%w: node %q has insufficient %s for %s (allocatable %d, requested by bound pods %d, this pod %d)",
+				ErrConflict, node, c.name, what, limit, c.has, c.need)}, event{}
+		}
+	}
+	next := shallowCopy(cur).(*api.Pod)
+	next.ObjectMeta = pod.ObjectMeta
+	next.Spec.NodeName = node
+	next.Status.Conditions = setCondition(pod.Status.Conditions, api.PodCondition{
+		Type: api.PodScheduled, Status: api.ConditionTrue, LastTransitionTime: ts})
+	next.Generation++
+	next.ResourceVersion = rv
+	f.put(api.KindPod, r.Namespace, r.Name, next)
+	return Result{Object: next}, event{typ: Modified, obj: next, old: cur}
+}
+
+func setCondition(conds []api.PodCondition, c api.PodCondition) []api.PodCondition {
+	out := make([]api.PodCondition, 0, len(conds)+1)
+	for _, x := range conds {
+		if x.Type != c.Type {
+			out = append(out, x)
+		}
+	}
+	return append(out, c)
 }
 
 // shallowCopy copies the top-level struct; nested maps and slices stay

@@ -94,10 +94,12 @@ func (f *FSM) Restore(r io.Reader) error {
 	}
 	f.mu.Lock()
 	f.objects = fresh.objects
+	f.alloc = fresh.alloc
 	f.system = map[SystemTable]map[string][]byte{}
 	for t, recs := range hdr.System {
 		f.system[t] = recs
 	}
+	f.loadNetwork()
 	f.index = hdr.Index
 	f.hub.reset(hdr.Index)
 	f.mu.Unlock()

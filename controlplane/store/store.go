@@ -97,6 +97,9 @@ const (
 	OpUpdate
 	OpUpdateStatus
 	OpDelete
+	// OpBind sets a pending pod's spec.nodeName to Node, checked against
+	// the pod's resourceVersion (Preconditions) and the node's capacity.
+	OpBind
 )
 
 // Op is one write. Object is set for create and updates; Key for delete.
@@ -106,6 +109,7 @@ type Op struct {
 	Object        api.Object
 	Key           Key
 	Preconditions Preconditions
+	Node          string // OpBind
 }
 
 // Result is the outcome of one Op: the object as stored (for delete, as it
