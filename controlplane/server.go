@@ -24,6 +24,7 @@ import (
 	"github.com/skiffhq/skiff/api"
 	"github.com/skiffhq/skiff/controlplane/apiserver"
 	"github.com/skiffhq/skiff/controlplane/auth"
+	"github.com/skiffhq/skiff/controlplane/controllers"
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/controlplane/raftnode"
 	"github.com/skiffhq/skiff/controlplane/store"
@@ -236,9 +237,9 @@ func (s *server) self() store.Member {
 	return store.Member{ID: s.cfg.NodeID, RaftAddr: s.node.Addr(), APIAddr: s.apiAddr}
 }
 
-// leading runs on the leader until leadership is lost: it records this
-// server's addresses and creates the system namespaces. (The scheduler and
-// controllers will start here.)
+// leading runs on the leader until leadership is lost: it records the CA
+// and the network plan, creates the system namespaces, then runs the
+// controllers (the scheduler will join them here).
 func (s *server) leading(ctx context.Context) {
 	if err := s.pki.publishCA(ctx, s.store); err != nil {
 		s.log.Warn("record the CA in the replicated store", "err", err)
@@ -259,6 +260,8 @@ func (s *server) leading(ctx context.Context) {
 			s.log.Warn("create system namespace", "namespace", name, "err", err)
 		}
 	}
+	// The controllers run until leadership is lost.
+	controllers.Run(ctx, s.log, &controllers.Endpoints{Store: s.store, Log: s.log.With("controller", "endpoints")})
 }
 
 // maintainMembership joins the cluster if asked to, keeps this server's
