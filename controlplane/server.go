@@ -261,7 +261,11 @@ func (s *server) leading(ctx context.Context) {
 		}
 	}
 	// The controllers run until leadership is lost.
-	controllers.Run(ctx, s.log, &controllers.Endpoints{Store: s.store, Log: s.log.With("controller", "endpoints")})
+	controllers.Run(ctx, s.log,
+		&controllers.Endpoints{Store: s.store, Log: s.log.With("controller", "endpoints")},
+		&controllers.Deployment{Store: s.store, Log: s.log.With("controller", "deployment")},
+		&controllers.GarbageCollector{Store: s.store, Log: s.log.With("controller", "garbage-collector")},
+	)
 }
 
 // maintainMembership joins the cluster if asked to, keeps this server's

@@ -19,7 +19,10 @@ type Store interface {
 	ListAndWatch(kind api.Kind, opts store.ListOptions) ([]api.Object, uint64, store.Watcher, error)
 	Create(ctx context.Context, o api.Object) (api.Object, error)
 	Update(ctx context.Context, o api.Object) (api.Object, error)
+	UpdateStatus(ctx context.Context, o api.Object) (api.Object, error)
 	Delete(ctx context.Context, key store.Key, pre store.Preconditions) (api.Object, error)
+	// Batch writes several objects in one log entry.
+	Batch(ctx context.Context, ops []store.Op) ([]store.Result, error)
 }
 
 // Endpoints keeps each Service's Endpoints object equal to the pods its
