@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -115,6 +116,7 @@ config with the CA and an admin credential (export SKIFF_CONFIG=...).`,
 	f.StringVar(&cfg.Token, "token", os.Getenv("SKIFF_TOKEN"), "server join token for --join (default $SKIFF_TOKEN)")
 	f.BoolVar(&cfg.AllowPrivileged, "allow-privileged", false, "admit privileged containers, host namespaces and added capabilities")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "also serve /metrics without authentication on this host:port (plain HTTP)")
+	f.DurationVar(&cfg.NodeGracePeriod, "node-grace-period", 10*time.Second, "how long a node agent may stay silent before its node is marked unreachable and its pods evicted")
 	net := registerNetworkFlags(cmd)
 	logs.register(cmd)
 	wrapNetwork(cmd, &cfg, net)
@@ -185,6 +187,7 @@ scheduler, controllers or node agent run yet, so Deployments create no Pods.`,
 	f.StringVar(&cfg.NodeID, "node-id", "dev", "the server's Raft ID")
 	f.BoolVar(&cfg.AllowPrivileged, "allow-privileged", false, "admit privileged containers, host namespaces and added capabilities")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "also serve /metrics without authentication on this host:port (plain HTTP)")
+	f.DurationVar(&cfg.NodeGracePeriod, "node-grace-period", 10*time.Second, "how long a node agent may stay silent before its node is marked unreachable and its pods evicted")
 	net := registerNetworkFlags(cmd)
 	logs.register(cmd)
 	wrapNetwork(cmd, &cfg, net)

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/skiffhq/skiff/controlplane/store"
 
@@ -30,6 +31,9 @@ type Config struct {
 	// cluster (zero: store.DefaultNetwork). Other servers use the recorded
 	// one.
 	Network store.NetworkConfig
+	// NodeGracePeriod is how long a node's agent may stay silent before the
+	// node is marked unreachable and its pods evicted (default 10s).
+	NodeGracePeriod time.Duration
 	// MetricsAddr, if set, serves /metrics without authentication on its
 	// own plain-HTTP listener (for a Prometheus without a credential); the
 	// API's /metrics always needs one.

@@ -103,6 +103,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	s.tokens = &tokens{st: s.store, caHash: func() string { h, _ := pki.HashPEM(p.caPEM); return h }, now: time.Now}
 	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	s.liveness = controllers.NewLiveness(time.Now)
 	apiHandler := apiserver.New(apiserver.Config{
 		Store:      s.store,
 		Cluster:    s,
@@ -110,6 +111,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Registerer: reg,
 		Metrics:    metricsHandler,
 		ServerID:   cfg.NodeID,
+		Heartbeats: s.liveness,
 		Security: &apiserver.Security{
 			Authenticator: auth.NewAuthenticator(s.tokens, time.Now),
 			Authorizer:    auth.NewAuthorizer(podLookup{st: s.store}),
@@ -227,6 +229,8 @@ type server struct {
 	pki     *serverPKI
 	tokens  *tokens
 	httpc   *http.Client // TLS with this server's certificate, for calls to other servers
+	// liveness holds node heartbeats; only the leader's is read.
+	liveness *controllers.Liveness
 
 	readyOnce sync.Once
 }
@@ -265,6 +269,7 @@ func (s *server) leading(ctx context.Context) {
 		&controllers.Endpoints{Store: s.store, Log: s.log.With("controller", "endpoints")},
 		&controllers.Deployment{Store: s.store, Log: s.log.With("controller", "deployment")},
 		&controllers.GarbageCollector{Store: s.store, Log: s.log.With("controller", "garbage-collector")},
+		&controllers.NodeLifecycle{Store: s.store, Log: s.log.With("controller", "node-lifecycle"), Liveness: s.liveness, Grace: s.cfg.NodeGracePeriod},
 	)
 }
 

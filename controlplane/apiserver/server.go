@@ -50,6 +50,9 @@ type Config struct {
 	// ForwardTransport carries requests forwarded to the leader (default:
 	// a clone of http.DefaultTransport keeping many idle connections).
 	ForwardTransport http.RoundTripper
+	// Heartbeats receives node agents' heartbeats on the leader (nil: the
+	// endpoint answers 404).
+	Heartbeats HeartbeatSink
 	// Security authenticates, authorizes, rate-limits and admits requests
 	// (nil: none, for unit tests of other behaviour).
 	Security *Security
@@ -188,6 +191,12 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, l *requestLabels)
 		l.resource, l.verb = "join", "create"
 		if s.authorizePath(w, r) {
 			s.join(w, r)
+		}
+		return
+	case strings.HasPrefix(p, auth.PathHeartbeats+"/"):
+		l.resource, l.verb = "heartbeats", "create"
+		if s.authorizePath(w, r) {
+			s.heartbeat(w, r)
 		}
 		return
 	case p == auth.PathTokens || strings.HasPrefix(p, auth.PathTokens+"/"):

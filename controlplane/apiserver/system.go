@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/skiffhq/skiff/api"
 	"github.com/skiffhq/skiff/controlplane/auth"
@@ -104,4 +105,33 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		Status:   "Success", Code: http.StatusOK,
 		Message: fmt.Sprintf("server %s joined", req.ID),
 	})
+}
+
+// HeartbeatSink records that a node's agent is alive.
+type HeartbeatSink interface {
+	Heartbeat(node string)
+}
+
+// heartbeat takes POST /skiff/v1/heartbeats/<node> on the leader, which
+// keeps liveness in memory (no Raft write).
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeStatus(w, methodNotAllowed(r.Method, r.URL.Path))
+		return
+	}
+	if s.cfg.Heartbeats == nil {
+		writeStatus(w, notFoundPath("this server does not take heartbeats"))
+		return
+	}
+	node := strings.TrimPrefix(r.URL.Path, auth.PathHeartbeats+"/")
+	if node == "" || strings.Contains(node, "/") {
+		writeStatus(w, badRequest("heartbeat path must be %s/<node>", auth.PathHeartbeats))
+		return
+	}
+	if _, ok := s.leaderBody(w, r); !ok {
+		return
+	}
+	s.cfg.Heartbeats.Heartbeat(node)
+	writeJSON(w, http.StatusOK, api.Status{TypeMeta: api.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: "Success", Code: http.StatusOK})
 }

@@ -46,6 +46,9 @@ const (
 	PathTokens       = "/skiff/v1/tokens"
 	PathJoin         = "/skiff/v1/join"
 	PathCertificates = "/skiff/v1/certificates"
+	// PathHeartbeats/<node> is where a node agent reports it is alive
+	// (kept in the leader's memory, not written to Raft).
+	PathHeartbeats = "/skiff/v1/heartbeats"
 )
 
 // Attributes describe one request to authorize. A resource request sets
@@ -180,6 +183,8 @@ func authorizePath(a Attributes) Decision {
 			return deny("only admins may %s %s", a.Method, p)
 		}
 		return allow("any authenticated user may read %s", p)
+	case under(p, PathHeartbeats):
+		return deny("only node agents report heartbeats, each its own")
 	case under(p, PathTokens):
 		return deny("only admins may use %s; user %q has %s", PathTokens, u.Name, describeRole(u))
 	case under(p, PathJoin), under(p, PathCertificates):

@@ -25,6 +25,9 @@ func (z *Authorizer) authorizeNode(self string, a Attributes) Decision {
 		if a.Path == PathMembers && (a.Method == "GET" || a.Method == "HEAD") {
 			return allow("any authenticated user may read %s", a.Path)
 		}
+		if a.Path == PathHeartbeats+"/"+self && a.Method == "POST" {
+			return allow("node %q may report its own heartbeat", self)
+		}
 		return deny("node %q may not %s %s", self, a.Method, a.Path)
 	}
 	if !a.Verb.valid() {

@@ -225,3 +225,25 @@ func TestAuthorizeNodeWithoutPodLookup(t *testing.T) {
 		t.Errorf("Decision = %+v, want allowed", d)
 	}
 }
+
+func TestHeartbeatPaths(t *testing.T) {
+	z := NewAuthorizer(nil)
+	nodeA := User{Name: NodeUserPrefix + "a", Groups: []string{GroupNodes}, Source: SourceCert}
+	view := User{Name: "token:v", Source: SourceToken, Role: RoleView}
+	cases := []struct {
+		u      User
+		method string
+		path   string
+		want   bool
+	}{
+		{nodeA, "POST", PathHeartbeats + "/a", true},
+		{nodeA, "POST", PathHeartbeats + "/b", false},
+		{nodeA, "GET", PathHeartbeats + "/a", false},
+		{view, "POST", PathHeartbeats + "/a", false},
+	}
+	for _, c := range cases {
+		if d := z.Authorize(Attributes{User: c.u, Path: c.path, Method: c.method}); d.Allowed != c.want {
+			t.Errorf("%s %s %s: allowed=%v (%s), want %v", c.u.Name, c.method, c.path, d.Allowed, d.Reason, c.want)
+		}
+	}
+}
