@@ -96,11 +96,11 @@ one to DATA_DIR/admin.conf).`,
 		&cobra.Group{ID: "basic", Title: "Working with objects:"},
 		&cobra.Group{ID: "cluster", Title: "Running and inspecting a cluster:"},
 	)
-	for _, c := range []*cobra.Command{newApplyCmd(o), newGetCmd(o), newDescribeCmd(o), newDeleteCmd(o)} {
+	for _, c := range []*cobra.Command{newApplyCmd(o), newGetCmd(o), newDescribeCmd(o), newDeleteCmd(o), newScaleCmd(o), newRolloutCmd(o)} {
 		c.GroupID = "basic"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{newServerCmd(o), newDevCmd(o), newMembersCmd(o), newTokenCmd(o)} {
+	for _, c := range []*cobra.Command{newServerCmd(o), newDevCmd(o), newMembersCmd(o), newTokenCmd(o), newCordonCmd(o, true), newCordonCmd(o, false), newDrainCmd(o)} {
 		c.GroupID = "cluster"
 		root.AddCommand(c)
 	}

@@ -107,6 +107,38 @@ func TestDevCluster(t *testing.T) {
 			t.Errorf("describe: want %q in:\n%s", want, out)
 		}
 	}
+	// The deployment controller made the pods; the service got a cluster IP.
+	out = e.mustSkiff("get", "pods", "-l", "app=web", "-o", "name")
+	if n := strings.Count(out, "pod/web-"); n != 5 {
+		t.Errorf("want 5 pods of web, got %d:\n%s", n, out)
+	}
+	out = e.mustSkiff("get", "svc", "web", "-o", "json")
+	if !strings.Contains(out, `"clusterIP": "10.`) {
+		t.Errorf("service without an allocated cluster IP:\n%s", out)
+	}
+	out = e.mustSkiff("scale", "deployment/web", "--replicas", "2")
+	if !strings.Contains(out, "deployment.apps/web scaled") {
+		t.Errorf("scale: %s", out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out = e.mustSkiff("get", "pods", "-l", "app=web", "-o", "name")
+		if strings.Count(out, "pod/web-") == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("scale to 2 left:\n%s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// No node runs the pods yet, so the rollout cannot finish: status says
+	// where it stands and exits non-zero at its timeout.
+	r = e.skiff("rollout", "status", "deploy/web", "--timeout", "1s")
+	if r.err == nil || !strings.Contains(r.stdout, "updated replicas are available") || !strings.Contains(r.stderr, "not finished") {
+		t.Errorf("rollout status: %v\nstdout: %s\nstderr: %s", r.err, r.stdout, r.stderr)
+	}
+	e.mustSkiff("scale", "deployment/web", "--replicas", "5")
+
 	out = e.mustSkiff("members")
 	if !strings.Contains(out, "dev") || !strings.Contains(out, "last index") {
 		t.Errorf("members:\n%s", out)
