@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skiffhq/skiff/client"
+	"github.com/skiffhq/skiff/cloudprovider"
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/store"
 )
@@ -117,6 +118,8 @@ config with the CA and an admin credential (export SKIFF_CONFIG=...).`,
 	f.BoolVar(&cfg.AllowPrivileged, "allow-privileged", false, "admit privileged containers, host namespaces and added capabilities")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "also serve /metrics without authentication on this host:port (plain HTTP)")
 	f.DurationVar(&cfg.NodeGracePeriod, "node-grace-period", 10*time.Second, "how long a node agent may stay silent before its node is marked unreachable and its pods evicted")
+	f.StringVar(&cfg.CloudProvider, "cloud-provider", cloudprovider.ProviderLocal, "cloud provider: "+strings.Join(cloudprovider.Providers(), " or "))
+	f.Var(&cfg.Cloud.LoadBalancerPool, "load-balancer-pool", "addresses for LoadBalancer services (local provider), e.g. 192.168.1.240-192.168.1.250,10.0.5.0/28")
 	net := registerNetworkFlags(cmd)
 	logs.register(cmd)
 	wrapNetwork(cmd, &cfg, net)
@@ -188,6 +191,8 @@ scheduler, controllers or node agent run yet, so Deployments create no Pods.`,
 	f.BoolVar(&cfg.AllowPrivileged, "allow-privileged", false, "admit privileged containers, host namespaces and added capabilities")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "also serve /metrics without authentication on this host:port (plain HTTP)")
 	f.DurationVar(&cfg.NodeGracePeriod, "node-grace-period", 10*time.Second, "how long a node agent may stay silent before its node is marked unreachable and its pods evicted")
+	f.StringVar(&cfg.CloudProvider, "cloud-provider", cloudprovider.ProviderLocal, "cloud provider: "+strings.Join(cloudprovider.Providers(), " or "))
+	f.Var(&cfg.Cloud.LoadBalancerPool, "load-balancer-pool", "addresses for LoadBalancer services (local provider), e.g. 192.168.1.240-192.168.1.250,10.0.5.0/28")
 	net := registerNetworkFlags(cmd)
 	logs.register(cmd)
 	wrapNetwork(cmd, &cfg, net)

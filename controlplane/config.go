@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/skiffhq/skiff/cloudprovider"
 	"github.com/skiffhq/skiff/controlplane/store"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +32,11 @@ type Config struct {
 	// cluster (zero: store.DefaultNetwork). Other servers use the recorded
 	// one.
 	Network store.NetworkConfig
+	// CloudProvider names the cloud provider ("local" by default, or
+	// "fake"); Cloud configures it (the local provider's load-balancer
+	// address pool).
+	CloudProvider string
+	Cloud         cloudprovider.Config
 	// NodeGracePeriod is how long a node's agent may stay silent before the
 	// node is marked unreachable and its pods evicted (default 10s).
 	NodeGracePeriod time.Duration

@@ -21,6 +21,7 @@ import (
 
 	"github.com/skiffhq/skiff/api"
 	"github.com/skiffhq/skiff/client"
+	"github.com/skiffhq/skiff/cloudprovider"
 	"github.com/skiffhq/skiff/controlplane/pki"
 )
 
@@ -441,5 +442,28 @@ func TestServerCertificateRenewal(t *testing.T) {
 	}
 	if c, _ := pki.ParseCertPEM(onDisk.CertPEM); c.SerialNumber.Cmp(after.Leaf.SerialNumber) != 0 {
 		t.Fatal("the renewed certificate was not saved")
+	}
+}
+
+func TestLoadBalancerServiceGetsAnIngressIP(t *testing.T) {
+	pool, _ := cloudprovider.ParsePool("192.168.77.10-192.168.77.12")
+	s := startServer(t, func(c *Config) { c.Cloud.LoadBalancerPool = pool })
+	s.mustDo(t, "POST", "/api/v1/namespaces/default/services",
+		`{"apiVersion":"v1","kind":"Service","metadata":{"name":"lb"},"spec":{"type":"LoadBalancer","selector":{"app":"x"},"ports":[{"port":80}]}}`, http.StatusCreated)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out := s.mustDo(t, "GET", "/api/v1/namespaces/default/services/lb", "", http.StatusOK)
+		var svc api.Service
+		json.Unmarshal([]byte(out), &svc)
+		if in := svc.Status.LoadBalancer.Ingress; len(in) == 1 && strings.HasPrefix(in[0].IP, "192.168.77.") {
+			if svc.Spec.ClusterIP == "" || svc.Spec.Ports[0].NodePort == 0 {
+				t.Fatalf("a LoadBalancer service needs a cluster IP and a node port too: %+v", svc.Spec)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ingress IP after 10s: %s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/skiffhq/skiff/api"
+	"github.com/skiffhq/skiff/cloudprovider"
 	"github.com/skiffhq/skiff/controlplane/apiserver"
 	"github.com/skiffhq/skiff/controlplane/auth"
 	"github.com/skiffhq/skiff/controlplane/controllers"
@@ -74,7 +75,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("certificates: %w", err)
 	}
-	s := &server{cfg: cfg, log: log, apiAddr: apiAdv, pki: p}
+	cloud, err := cloudprovider.New(cfg.CloudProvider, cfg.Cloud)
+	if err != nil {
+		return fmt.Errorf("cloud provider: %w", err)
+	}
+	s := &server{cfg: cfg, log: log, apiAddr: apiAdv, pki: p, cloud: cloud}
 	s.httpc = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: p.clientTLS(), MaxIdleConnsPerHost: 256}}
 	var fsm *store.FSM
 	fsm = store.NewFSM(store.WithMetrics(store.NewMetrics(reg, func() *store.FSM { return fsm })))
@@ -206,6 +211,9 @@ func (cfg *Config) complete() error {
 	if cfg.Dev {
 		cfg.Bootstrap = true // a no-op when the data dir already holds a cluster
 	}
+	if cfg.CloudProvider == "" {
+		cfg.CloudProvider = cloudprovider.ProviderLocal
+	}
 	if cfg.Network == (store.NetworkConfig{}) {
 		cfg.Network = store.DefaultNetwork
 	}
@@ -229,6 +237,7 @@ type server struct {
 	pki     *serverPKI
 	tokens  *tokens
 	httpc   *http.Client // TLS with this server's certificate, for calls to other servers
+	cloud   cloudprovider.Interface
 	// liveness holds node heartbeats; only the leader's is read.
 	liveness *controllers.Liveness
 
@@ -270,6 +279,8 @@ func (s *server) leading(ctx context.Context) {
 		&controllers.Deployment{Store: s.store, Log: s.log.With("controller", "deployment")},
 		&controllers.GarbageCollector{Store: s.store, Log: s.log.With("controller", "garbage-collector")},
 		&controllers.NodeLifecycle{Store: s.store, Log: s.log.With("controller", "node-lifecycle"), Liveness: s.liveness, Grace: s.cfg.NodeGracePeriod},
+		&controllers.DaemonSet{Store: s.store, Log: s.log.With("controller", "daemonset")},
+		&controllers.ServiceLB{Store: s.store, Log: s.log.With("controller", "service-lb"), Cloud: s.cloud, ClusterName: "skiff"},
 	)
 }
 
