@@ -107,7 +107,7 @@ func New(cfg Config, fsm *store.FSM) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, fsm: fsm, log: cfg.Logger.With("component", "raft"),
 		notify: make(chan bool, 1), stop: make(chan struct{}), obsCh: make(chan raft.Observation, 16)}
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.LevelFromString(cfg.RaftLogLevel), Output: os.Stderr})
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft." + string(cfg.ID), Level: hclog.LevelFromString(cfg.RaftLogLevel), Output: os.Stderr})
 
 	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
 	if err != nil {

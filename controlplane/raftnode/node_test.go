@@ -22,7 +22,7 @@ func start(t *testing.T, id, dir, addr string, bootstrap bool) *member {
 	t.Helper()
 	fsm := store.NewFSM()
 	n, err := New(Config{ID: ServerID(id), DataDir: dir, BindAddr: addr, Bootstrap: bootstrap,
-		Logger: slog.New(slog.DiscardHandler), RaftLogLevel: "error"}, fsm)
+		Logger: slog.New(slog.DiscardHandler), RaftLogLevel: "warn"}, fsm)
 	if err != nil {
 		t.Fatal(err)
 	}
