@@ -112,6 +112,15 @@ func TestThreeServersFailover(t *testing.T) {
 		t.Fatalf("follower read barrier: %v", err)
 	}
 
+	// Failover of a healthy cluster: every member has caught up first (a
+	// member added a moment ago may not even have its configuration yet).
+	deadline := time.Now().Add(10 * time.Second)
+	for b.store.LastIndex() < a.store.LastIndex() || c.store.LastIndex() < a.store.LastIndex() {
+		if time.Now().After(deadline) {
+			t.Fatalf("followers did not catch up: a=%d b=%d c=%d", a.store.LastIndex(), b.store.LastIndex(), c.store.LastIndex())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	a.stop()
 	killed := time.Now()
 	leader := waitLeader(t, b, c)
