@@ -91,6 +91,13 @@ func TestTLSClusterReplicatesAndFailsOver(t *testing.T) {
 	if _, err := a.store.Create(ctx, ns("over-tls")); err != nil {
 		t.Fatal(err)
 	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.store.LastIndex() < a.store.LastIndex() || c.store.LastIndex() < a.store.LastIndex() {
+		if time.Now().After(deadline) {
+			t.Fatal("followers did not catch up over TLS")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	a.stop()
 	leader := waitLeader(t, b, c)
 	if _, err := leader.store.Create(ctx, ns("after")); err != nil {
