@@ -47,22 +47,7 @@ func (c *DaemonSet) Run(ctx context.Context) error {
 	for _, s := range sets {
 		c.queue.Add(store.KeyOf(s))
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			k, ok := c.queue.Get(ctx)
-			if !ok {
-				return
-			}
-			err := c.sync(ctx, k)
-			if err != nil && ctx.Err() == nil {
-				c.Log.Warn("sync daemonset", "daemonset", k.Namespace+"/"+k.Name, "err", err)
-			}
-			c.queue.Done(k, err)
-		}
-	}()
-	defer func() { <-done }()
+	defer work(ctx, c.queue, c.Log, c.sync)()
 	all := func() {
 		objs, _, _ := c.Store.List(api.KindDaemonSet, store.ListOptions{})
 		for _, o := range objs {
@@ -226,16 +211,8 @@ func (c *DaemonSet) sync(ctx context.Context, k store.Key) error {
 			del(p) // its replacement is created on the next pass
 		}
 	}
-	if len(ops) > 0 {
-		res, err := c.Store.Batch(ctx, ops)
-		if err != nil {
-			return err
-		}
-		for _, r := range res {
-			if r.Err != nil && !errors.Is(r.Err, store.ErrNotFound) && !errors.Is(r.Err, store.ErrAlreadyExists) {
-				return r.Err
-			}
-		}
+	if err := applyOps(ctx, c.Store, ops); err != nil {
+		return err
 	}
 	st.NumberUnavailable = st.DesiredNumberScheduled - st.NumberAvailable
 	st.ObservedGeneration = ds.Generation

@@ -51,22 +51,7 @@ func (c *Deployment) Run(ctx context.Context) error {
 	for _, d := range deps {
 		c.queue.Add(store.KeyOf(d))
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			k, ok := c.queue.Get(ctx)
-			if !ok {
-				return
-			}
-			err := c.sync(ctx, k)
-			if err != nil && ctx.Err() == nil {
-				c.Log.Warn("sync deployment", "deployment", k.Namespace+"/"+k.Name, "err", err)
-			}
-			c.queue.Done(k, err)
-		}
-	}()
-	defer func() { <-done }()
+	defer work(ctx, c.queue, c.Log, c.sync)()
 	for {
 		select {
 		case <-ctx.Done():
@@ -206,19 +191,7 @@ func (c *Deployment) rollout(ctx context.Context, d *api.Deployment, hash string
 	for _, p := range remove {
 		ops = append(ops, store.Op{Type: store.OpDelete, Key: store.KeyOf(p), Preconditions: store.Preconditions{UID: p.UID}})
 	}
-	if len(ops) == 0 {
-		return nil
-	}
-	res, err := c.Store.Batch(ctx, ops)
-	if err != nil {
-		return err
-	}
-	for _, r := range res {
-		if r.Err != nil && !errors.Is(r.Err, store.ErrNotFound) && !errors.Is(r.Err, store.ErrAlreadyExists) {
-			return r.Err
-		}
-	}
-	return nil
+	return applyOps(ctx, c.Store, ops)
 }
 
 func countReady(ps []*api.Pod) int32 {

@@ -59,22 +59,7 @@ func (c *Endpoints) Run(ctx context.Context) error {
 			c.queue.Add(store.Key{Kind: api.KindService, Namespace: e.GetObjectMeta().Namespace, Name: e.GetObjectMeta().Name})
 		}
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			k, ok := c.queue.Get(ctx)
-			if !ok {
-				return
-			}
-			err := c.sync(ctx, k)
-			if err != nil && ctx.Err() == nil {
-				c.Log.Warn("sync endpoints", "service", k.Namespace+"/"+k.Name, "err", err)
-			}
-			c.queue.Done(k, err)
-		}
-	}()
-	defer func() { <-done }()
+	defer work(ctx, c.queue, c.Log, c.sync)()
 	for {
 		select {
 		case <-ctx.Done():

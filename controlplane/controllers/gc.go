@@ -109,19 +109,7 @@ func (c *GarbageCollector) collect(ctx context.Context, ns string) error {
 			}
 		}
 	}
-	if len(ops) == 0 {
-		return nil
-	}
-	res, err := c.Store.Batch(ctx, ops)
-	if err != nil {
-		return err
-	}
-	for _, r := range res {
-		if r.Err != nil && !errors.Is(r.Err, store.ErrNotFound) && !errors.Is(r.Err, store.ErrConflict) {
-			return r.Err
-		}
-	}
-	return nil
+	return applyOps(ctx, c.Store, ops)
 }
 
 // ownerGone reports whether the owner r of an object in ns is gone: no

@@ -2,8 +2,12 @@ package controllers
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/skiffhq/skiff/controlplane/store"
 )
 
 // Queue is a deduplicating work queue of keys: a key added while queued is
@@ -102,4 +106,45 @@ func (q *Queue[K]) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.items)
+}
+
+// work runs sync for every key of q in one goroutine until ctx ends; the
+// caller owns it and must call the returned wait before returning.
+func work(ctx context.Context, q *Queue[store.Key], log *slog.Logger, sync func(context.Context, store.Key) error) (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			k, ok := q.Get(ctx)
+			if !ok {
+				return
+			}
+			err := sync(ctx, k)
+			if err != nil && ctx.Err() == nil {
+				log.Warn("sync failed; will retry", "object", k.Namespace+"/"+k.Name, "err", err)
+			}
+			q.Done(k, err)
+		}
+	}()
+	return func() { <-done }
+}
+
+// applyOps writes ops in one log entry. Deletes of what is already gone,
+// creates of what already exists and uid mismatches (someone else acted
+// first) are not errors: the next pass sees the new state.
+func applyOps(ctx context.Context, s Store, ops []store.Op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	res, err := s.Batch(ctx, ops)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range res {
+		if r.Err != nil && !errors.Is(r.Err, store.ErrNotFound) && !errors.Is(r.Err, store.ErrAlreadyExists) && !errors.Is(r.Err, store.ErrConflict) {
+			errs = append(errs, r.Err)
+		}
+	}
+	return errors.Join(errs...)
 }
