@@ -253,15 +253,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, t target) {
 		}
 		break
 	}
-	if err != nil {
-		if errors.Is(err, store.ErrNotLeader) {
-			s.forward(w, r, body)
-			return
-		}
-		writeStatus(w, storeError(err, &t.info, m.Namespace, m.Name))
-		return
-	}
-	s.writeObject(w, http.StatusCreated, t.info, out)
+	s.answerWrite(w, r, body, t, m.Namespace, m.Name, out, err, http.StatusCreated)
 }
 
 // update replaces an object (or its status). A resourceVersion in the body
@@ -331,15 +323,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, t target) {
 		}
 		break
 	}
-	if err != nil {
-		if errors.Is(err, store.ErrNotLeader) {
-			s.forward(w, r, body)
-			return
-		}
-		writeStatus(w, storeError(err, &t.info, t.namespace, t.name))
-		return
-	}
-	s.writeObject(w, http.StatusOK, t.info, out)
+	s.answerWrite(w, r, body, t, t.namespace, t.name, out, err, http.StatusOK)
 }
 
 // deleteOptions is the part of Kubernetes' DeleteOptions skiff honours;
@@ -385,15 +369,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, t target) {
 		}
 	}
 	out, err := s.store.Delete(r.Context(), t.key(), pre)
-	if err != nil {
-		if errors.Is(err, store.ErrNotLeader) {
-			s.forward(w, r, body)
-			return
-		}
-		writeStatus(w, storeError(err, &t.info, t.namespace, t.name))
-		return
-	}
-	s.writeObject(w, http.StatusOK, t.info, out)
+	s.answerWrite(w, r, body, t, t.namespace, t.name, out, err, http.StatusOK)
 }
 
 // checkNamespaceDeletable refuses to delete a bootstrap namespace or one
@@ -431,4 +407,18 @@ func withStatus(cur, from api.Object) api.Object {
 	out := v.Interface().(api.Object)
 	api.CopyStatus(out, from)
 	return out
+}
+
+// answerWrite answers a store write: the object with code, the write
+// forwarded to the leader if leadership moved before it was proposed, or
+// the error as a Status.
+func (s *Server) answerWrite(w http.ResponseWriter, r *http.Request, body []byte, t target, ns, name string, out api.Object, err error, code int) {
+	switch {
+	case err == nil:
+		s.writeObject(w, code, t.info, out)
+	case errors.Is(err, store.ErrNotLeader):
+		s.forward(w, r, body)
+	default:
+		writeStatus(w, storeError(err, &t.info, ns, name))
+	}
 }
