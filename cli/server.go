@@ -18,6 +18,7 @@ import (
 
 	"github.com/skiffhq/skiff/client"
 	"github.com/skiffhq/skiff/cloudprovider"
+	"github.com/skiffhq/skiff/scheduler"
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/store"
 )
@@ -118,6 +119,7 @@ config with the CA and an admin credential (export SKIFF_CONFIG=...).`,
 	f.BoolVar(&cfg.AllowPrivileged, "allow-privileged", false, "admit privileged containers, host namespaces and added capabilities")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "also serve /metrics without authentication on this host:port (plain HTTP)")
 	f.DurationVar(&cfg.NodeGracePeriod, "node-grace-period", 10*time.Second, "how long a node agent may stay silent before its node is marked unreachable and its pods evicted")
+	f.Var((*strategyFlag)(&cfg.SchedulerStrategy), "scheduler-strategy", "how the scheduler ranks nodes that fit: LeastAllocated (spread) or MostAllocated (bin-packing)")
 	f.StringVar(&cfg.CloudProvider, "cloud-provider", cloudprovider.ProviderLocal, "cloud provider: "+strings.Join(cloudprovider.Providers(), " or "))
 	f.Var(&cfg.Cloud.LoadBalancerPool, "load-balancer-pool", "addresses for LoadBalancer services (local provider), e.g. 192.168.1.240-192.168.1.250,10.0.5.0/28")
 	net := registerNetworkFlags(cmd)
@@ -191,6 +193,7 @@ scheduler, controllers or node agent run yet, so Deployments create no Pods.`,
 	f.BoolVar(&cfg.AllowPrivileged, "allow-privileged", false, "admit privileged containers, host namespaces and added capabilities")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "also serve /metrics without authentication on this host:port (plain HTTP)")
 	f.DurationVar(&cfg.NodeGracePeriod, "node-grace-period", 10*time.Second, "how long a node agent may stay silent before its node is marked unreachable and its pods evicted")
+	f.Var((*strategyFlag)(&cfg.SchedulerStrategy), "scheduler-strategy", "how the scheduler ranks nodes that fit: LeastAllocated (spread) or MostAllocated (bin-packing)")
 	f.StringVar(&cfg.CloudProvider, "cloud-provider", cloudprovider.ProviderLocal, "cloud provider: "+strings.Join(cloudprovider.Providers(), " or "))
 	f.Var(&cfg.Cloud.LoadBalancerPool, "load-balancer-pool", "addresses for LoadBalancer services (local provider), e.g. 192.168.1.240-192.168.1.250,10.0.5.0/28")
 	net := registerNetworkFlags(cmd)
@@ -266,3 +269,25 @@ In another terminal:
 Stop with Ctrl-C; the state survives restarts.
 `, url, dataDir, conf)
 }
+
+// strategyFlag is --scheduler-strategy.
+type strategyFlag scheduler.ScoringStrategy
+
+func (f *strategyFlag) String() string {
+	if *f == "" {
+		return string(scheduler.LeastAllocated)
+	}
+	return string(*f)
+}
+
+func (f *strategyFlag) Set(v string) error {
+	for _, s := range []scheduler.ScoringStrategy{scheduler.LeastAllocated, scheduler.MostAllocated} {
+		if strings.EqualFold(v, string(s)) {
+			*f = strategyFlag(s)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown strategy %q: want %s or %s", v, scheduler.LeastAllocated, scheduler.MostAllocated)
+}
+
+func (f *strategyFlag) Type() string { return "strategy" }

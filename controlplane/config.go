@@ -6,6 +6,7 @@ import (
 
 	"github.com/skiffhq/skiff/cloudprovider"
 	"github.com/skiffhq/skiff/controlplane/store"
+	"github.com/skiffhq/skiff/scheduler"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -40,6 +41,10 @@ type Config struct {
 	// NodeGracePeriod is how long a node's agent may stay silent before the
 	// node is marked unreachable and its pods evicted (default 10s).
 	NodeGracePeriod time.Duration
+	// SchedulerStrategy is how the scheduler ranks nodes that fit:
+	// scheduler.LeastAllocated (spread, the default) or
+	// scheduler.MostAllocated (bin-packing).
+	SchedulerStrategy scheduler.ScoringStrategy
 	// MetricsAddr, if set, serves /metrics without authentication on its
 	// own plain-HTTP listener (for a Prometheus without a credential); the
 	// API's /metrics always needs one.

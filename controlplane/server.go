@@ -29,6 +29,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/pki"
 	"github.com/skiffhq/skiff/controlplane/raftnode"
 	"github.com/skiffhq/skiff/controlplane/store"
+	"github.com/skiffhq/skiff/scheduler"
 )
 
 // Namespaces every cluster has; the leader creates them when missing.
@@ -109,6 +110,7 @@ func Run(ctx context.Context, cfg Config) error {
 	s.tokens = &tokens{st: s.store, caHash: func() string { h, _ := pki.HashPEM(p.caPEM); return h }, now: time.Now}
 	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 	s.liveness = controllers.NewLiveness(time.Now)
+	s.schedMetrics = scheduler.NewMetrics(reg)
 	apiHandler := apiserver.New(apiserver.Config{
 		Store:      s.store,
 		Cluster:    s,
@@ -240,6 +242,8 @@ type server struct {
 	cloud   cloudprovider.Interface
 	// liveness holds node heartbeats; only the leader's is read.
 	liveness *controllers.Liveness
+	// schedMetrics outlive leadership terms (registered once).
+	schedMetrics *scheduler.Metrics
 
 	readyOnce sync.Once
 }
@@ -252,7 +256,7 @@ func (s *server) self() store.Member {
 
 // leading runs on the leader until leadership is lost: it records the CA
 // and the network plan, creates the system namespaces, then runs the
-// controllers (the scheduler will join them here).
+// scheduler and the controllers.
 func (s *server) leading(ctx context.Context) {
 	if err := s.pki.publishCA(ctx, s.store); err != nil {
 		s.log.Warn("record the CA in the replicated store", "err", err)
@@ -275,6 +279,8 @@ func (s *server) leading(ctx context.Context) {
 	}
 	// The controllers run until leadership is lost.
 	controllers.Run(ctx, s.log,
+		&controllers.Scheduling{Store: s.store, Log: s.log.With("controller", "scheduler"),
+			Scheduler: scheduler.Config{Strategy: s.cfg.SchedulerStrategy}, Metrics: s.schedMetrics},
 		&controllers.Endpoints{Store: s.store, Log: s.log.With("controller", "endpoints")},
 		&controllers.Deployment{Store: s.store, Log: s.log.With("controller", "deployment")},
 		&controllers.GarbageCollector{Store: s.store, Log: s.log.With("controller", "garbage-collector")},

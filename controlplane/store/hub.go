@@ -2,6 +2,7 @@ package store
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/skiffhq/skiff/api"
 )
@@ -26,20 +27,61 @@ const maxWatcherQueue = 100000
 // hub keeps a bounded history of events and fans them out to watchers.
 // publish and register are called with the FSM lock held (write and read
 // respectively); hub.mu orders them against Stop.
+//
+// Watchers are indexed so that an event is offered only to those that may
+// want it: by kind, and pod watchers with an exact spec.nodeName selector
+// (every node agent's) by node. 5,000 agents then cost nothing per event of
+// another node's pod.
 type hub struct {
 	mu        sync.Mutex
 	capacity  int
 	events    []histEvent
 	compacted uint64 // every event with rv > compacted is in events
 	watchers  map[*watcher]struct{}
+	byKind    map[api.Kind]map[*watcher]struct{} // watchers without a node index
+	byNode    map[string]map[*watcher]struct{}   // pod watchers by spec.nodeName
+	// last is the index of the last entry published: every event at or
+	// below it has been queued to its watchers (read without mu by
+	// watcher.Progress).
+	last atomic.Uint64
 }
 
 func newHub(capacity int) *hub {
-	return &hub{capacity: capacity, watchers: map[*watcher]struct{}{}}
+	return &hub{capacity: capacity, watchers: map[*watcher]struct{}{},
+		byKind: map[api.Kind]map[*watcher]struct{}{}, byNode: map[string]map[*watcher]struct{}{}}
+}
+
+// add and remove keep the indexes (h.mu held).
+func (h *hub) add(w *watcher) {
+	h.watchers[w] = struct{}{}
+	if w.indexed {
+		if h.byNode[w.node] == nil {
+			h.byNode[w.node] = map[*watcher]struct{}{}
+		}
+		h.byNode[w.node][w] = struct{}{}
+		return
+	}
+	if h.byKind[w.kind] == nil {
+		h.byKind[w.kind] = map[*watcher]struct{}{}
+	}
+	h.byKind[w.kind][w] = struct{}{}
+}
+
+func (h *hub) remove(w *watcher) {
+	delete(h.watchers, w)
+	if w.indexed {
+		delete(h.byNode[w.node], w)
+		if len(h.byNode[w.node]) == 0 {
+			delete(h.byNode, w.node)
+		}
+		return
+	}
+	delete(h.byKind[w.kind], w)
 }
 
 func (h *hub) publish(rv uint64, evs []event) {
 	if len(evs) == 0 {
+		h.last.Store(rv)
 		return
 	}
 	h.mu.Lock()
@@ -51,18 +93,29 @@ func (h *hub) publish(rv uint64, evs []event) {
 		h.compacted = h.events[over-1].rv
 		h.events = h.events[over:]
 	}
-	for w := range h.watchers {
-		alive := true
-		for _, e := range evs {
-			if ev, ok := w.filter(e, rv); ok {
-				if alive = w.push(ev); !alive {
-					delete(h.watchers, w)
-					break
-				}
+	for _, e := range evs {
+		kind := api.KindOf(e.obj)
+		h.offer(h.byKind[kind], e, rv)
+		if kind != api.KindPod {
+			continue
+		}
+		node := e.obj.(*api.Pod).Spec.NodeName
+		h.offer(h.byNode[node], e, rv)
+		if e.old != nil {
+			if was := e.old.(*api.Pod).Spec.NodeName; was != node {
+				h.offer(h.byNode[was], e, rv)
 			}
 		}
-		if alive {
-			w.advance(rv)
+	}
+	h.last.Store(rv)
+}
+
+// offer queues e to the watchers of set that want it, dropping those too
+// slow to keep up (h.mu held).
+func (h *hub) offer(set map[*watcher]struct{}, e event, rv uint64) {
+	for w := range set {
+		if ev, ok := w.filter(e, rv); ok && !w.push(ev) {
+			h.remove(w)
 		}
 	}
 }
@@ -86,13 +139,13 @@ func (h *hub) register(w *watcher, fromRV, current uint64) error {
 		}
 	}
 	w.advance(current)
-	h.watchers[w] = struct{}{}
+	h.add(w)
 	return nil
 }
 
 func (h *hub) unregister(w *watcher) {
 	h.mu.Lock()
-	delete(h.watchers, w)
+	h.remove(w)
 	h.mu.Unlock()
 }
 
@@ -104,8 +157,9 @@ func (h *hub) reset(index uint64) {
 	h.compacted = index
 	for w := range h.watchers {
 		w.close(ErrWatchClosed)
-		delete(h.watchers, w)
+		h.remove(w)
 	}
+	h.last.Store(index)
 }
 
 func (h *hub) count() int {
@@ -120,6 +174,9 @@ type watcher struct {
 	hub  *hub
 	kind api.Kind
 	opts ListOptions
+	// indexed: a pod watch with an exact spec.nodeName=node requirement.
+	indexed bool
+	node    string
 
 	mu     sync.Mutex
 	queue  []Event
@@ -141,7 +198,12 @@ type watcher struct {
 var _ Watcher = (*watcher)(nil)
 
 func newWatcher(h *hub, kind api.Kind, opts ListOptions) *watcher {
-	return &watcher{
+	var node string
+	indexed := false
+	if kind == api.KindPod && opts.Fields != nil {
+		node, indexed = api.ExactMatch(opts.Fields, api.FieldPodNodeName)
+	}
+	return &watcher{indexed: indexed, node: node,
 		hub: h, kind: kind, opts: opts,
 		signal: make(chan struct{}, 1),
 		out:    make(chan Event), // unbuffered: a sent event has been received
@@ -223,12 +285,15 @@ func (w *watcher) advance(rv uint64) {
 	w.mu.Unlock()
 }
 
-// Progress implements Watcher.
+// Progress implements Watcher. The hub's last published index is read
+// before the queue is looked at: every event at or below it was queued by
+// then, so an empty queue means they were all received.
 func (w *watcher) Progress() uint64 {
+	last := w.hub.last.Load()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.queue) == 0 && !w.sending {
-		return w.progress
+		return max(w.progress, last)
 	}
 	return w.delivered
 }
@@ -254,11 +319,12 @@ func (w *watcher) wake() {
 func (w *watcher) run() {
 	defer close(w.out)
 	for {
+		last := w.hub.last.Load() // before taking the batch: see Progress
 		w.mu.Lock()
 		batch := w.queue
 		w.queue = nil
 		closed := w.closed
-		upTo := w.progress
+		upTo := max(w.progress, last)
 		w.sending = len(batch) > 0
 		w.mu.Unlock()
 		for _, e := range batch {

@@ -481,3 +481,62 @@ func TestSystemTables(t *testing.T) {
 		t.Fatalf("after restore: %q %v", v, ok)
 	}
 }
+
+// TestNodeWatchIndex checks the hub's by-node index keeps a node agent's
+// watch (spec.nodeName=<node>) exact: a binding to the node arrives as
+// ADDED, a deletion as DELETED, other nodes' pods not at all, and the
+// watch's progress still moves on while it receives nothing.
+func TestNodeWatchIndex(t *testing.T) {
+	ctx := context.Background()
+	s := setup(t)
+	for _, n := range []string{"a", "b"} {
+		info, _ := api.ByKind(api.KindNode)
+		node := info.New()
+		node.GetObjectMeta().Name = n
+		if _, err := s.Create(ctx, node); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fields := func(node string) ListOptions {
+		fs, err := api.ParseFieldSelector(api.FieldPodNodeName + "=" + node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ListOptions{Fields: fs}
+	}
+	wa, err := s.Watch(api.KindPod, fields("a"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wa.Stop()
+	_, _, wb, err := s.ListAndWatch(api.KindPod, fields("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wb.Stop()
+	p, err := s.Create(ctx, newPod("default", "p", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Batch(ctx, []Op{{Type: OpBind, Key: KeyOf(p), Node: "a"}})
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("bind: %v %v", err, res)
+	}
+	if e := recv(t, wa); e.Type != Added || e.Object.GetObjectMeta().Name != "p" {
+		t.Fatalf("node a's watch got %s %s, want ADDED p", e.Type, e.Object.GetObjectMeta().Name)
+	}
+	if _, err := s.Delete(ctx, KeyOf(p), Preconditions{}); err != nil {
+		t.Fatal(err)
+	}
+	if e := recv(t, wa); e.Type != Deleted {
+		t.Fatalf("node a's watch got %s, want DELETED", e.Type)
+	}
+	select {
+	case e := <-wb.Events():
+		t.Fatalf("node b's watch got %s %s", e.Type, e.Object.GetObjectMeta().Name)
+	case <-time.After(20 * time.Millisecond):
+	}
+	if got, want := wb.Progress(), s.LastIndex(); got != want {
+		t.Fatalf("node b's watch progress %d, want %d", got, want)
+	}
+}
