@@ -120,6 +120,8 @@ config with the CA and an admin credential (export SKIFF_CONFIG=...).`,
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "also serve /metrics without authentication on this host:port (plain HTTP)")
 	f.DurationVar(&cfg.NodeGracePeriod, "node-grace-period", 10*time.Second, "how long a node agent may stay silent before its node is marked unreachable and its pods evicted")
 	f.Var((*strategyFlag)(&cfg.SchedulerStrategy), "scheduler-strategy", "how the scheduler ranks nodes that fit: LeastAllocated (spread) or MostAllocated (bin-packing)")
+	f.IntVar(&cfg.SchedulerBatchSize, "scheduler-batch-size", 500, "most pods placed per scheduling cycle and bound per Raft entry")
+	_ = f.MarkHidden("scheduler-batch-size") // for benchmarks
 	f.StringVar(&cfg.CloudProvider, "cloud-provider", cloudprovider.ProviderLocal, "cloud provider: "+strings.Join(cloudprovider.Providers(), " or "))
 	f.Var(&cfg.Cloud.LoadBalancerPool, "load-balancer-pool", "addresses for LoadBalancer services (local provider), e.g. 192.168.1.240-192.168.1.250,10.0.5.0/28")
 	net := registerNetworkFlags(cmd)

@@ -45,6 +45,10 @@ type Config struct {
 	// scheduler.LeastAllocated (spread, the default) or
 	// scheduler.MostAllocated (bin-packing).
 	SchedulerStrategy scheduler.ScoringStrategy
+	// SchedulerBatchSize is the most pods placed per scheduling cycle and
+	// bound per store write (default 500; 1 is kube-scheduler's mode, for
+	// benchmarks).
+	SchedulerBatchSize int
 	// MetricsAddr, if set, serves /metrics without authentication on its
 	// own plain-HTTP listener (for a Prometheus without a credential); the
 	// API's /metrics always needs one.

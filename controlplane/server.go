@@ -280,7 +280,7 @@ func (s *server) leading(ctx context.Context) {
 	// The controllers run until leadership is lost.
 	controllers.Run(ctx, s.log,
 		&controllers.Scheduling{Store: s.store, Log: s.log.With("controller", "scheduler"),
-			Scheduler: scheduler.Config{Strategy: s.cfg.SchedulerStrategy}, Metrics: s.schedMetrics},
+			Scheduler: scheduler.Config{Strategy: s.cfg.SchedulerStrategy}, Metrics: s.schedMetrics, BatchSize: s.cfg.SchedulerBatchSize},
 		&controllers.Endpoints{Store: s.store, Log: s.log.With("controller", "endpoints")},
 		&controllers.Deployment{Store: s.store, Log: s.log.With("controller", "deployment")},
 		&controllers.GarbageCollector{Store: s.store, Log: s.log.With("controller", "garbage-collector")},
