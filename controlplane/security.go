@@ -9,16 +9,15 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/skiffhq/skiff/api"
+	"github.com/skiffhq/skiff/client"
 	"github.com/skiffhq/skiff/controlplane/apiserver"
 	"github.com/skiffhq/skiff/controlplane/auth"
 	"github.com/skiffhq/skiff/controlplane/pki"
@@ -170,7 +169,7 @@ func (p *serverPKI) joinCertificate(ctx context.Context, cfg Config, id pki.Iden
 	if err != nil {
 		return pki.Bundle{}, err
 	}
-	caPEM, err := FetchPinnedCA(ctx, cfg.Join, tok)
+	caPEM, err := client.FetchPinnedCA(ctx, cfg.Join, tok)
 	if err != nil {
 		return pki.Bundle{}, err
 	}
@@ -182,7 +181,7 @@ func (p *serverPKI) joinCertificate(ctx context.Context, cfg Config, id pki.Iden
 	if err != nil {
 		return pki.Bundle{}, err
 	}
-	resp, err := RequestCertificate(ctx, cfg.Join, caPEM, tok, apiserver.CertificateRequest{
+	resp, err := client.RequestCertificate(ctx, cfg.Join, caPEM, tok, client.CertificateRequest{
 		CSR: string(csr), Usage: api.TokenUsageServer, Name: cfg.NodeID, Addresses: sans})
 	if err != nil {
 		return pki.Bundle{}, err
@@ -198,104 +197,9 @@ func (p *serverPKI) joinCertificate(ctx context.Context, cfg Config, id pki.Iden
 	return b, pki.SaveBundle(p.dir, serverName, b)
 }
 
-// pinnedTLS trusts exactly the pinned CA, without host-name checks: the
-// CA itself was verified against the token's hash.
-func pinnedTLS(pool *x509.CertPool, clientCert func(*tls.CertificateRequestInfo) (*tls.Certificate, error)) *tls.Config {
-	return &tls.Config{
-		MinVersion:           tls.VersionTLS12,
-		InsecureSkipVerify:   true, // replaced by VerifyConnection against the pinned pool
-		GetClientCertificate: clientCert,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("server presented no certificate")
-			}
-			inter := x509.NewCertPool()
-			for _, c := range cs.PeerCertificates[1:] {
-				inter.AddCert(c)
-			}
-			_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter})
-			if err != nil {
-				return fmt.Errorf("server certificate not issued by the cluster CA: %w", err)
-			}
-			return nil
-		},
-	}
-}
-
-func apiURL(addr string) string {
-	if len(addr) > 8 && addr[:8] == "https://" {
-		return addr
-	}
-	if len(addr) > 7 && addr[:7] == "http://" {
-		return "https://" + addr[7:]
-	}
-	return "https://" + addr
-}
-
-// FetchPinnedCA downloads the cluster CA from a server and checks it
-// against the token's pin. Nothing secret is sent: a mismatch aborts
-// before the token's secret could reach an impostor.
-func FetchPinnedCA(ctx context.Context, addr string, tok api.JoinToken) ([]byte, error) {
-	if tok.CAHash == "" {
-		return nil, errors.New("the token does not pin the cluster CA (want K10<sha256>::<id>.<secret>); refusing to send its secret to an unverified server")
-	}
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		// The CA is not known yet: accept any certificate for this one
-		// download and verify what it returns against the pin.
-		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true}}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, apiURL(addr)+auth.PathCA, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetch the cluster CA from %s: %w", addr, err)
-	}
-	defer resp.Body.Close()
-	pem, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch the cluster CA from %s: %s %v", addr, resp.Status, err)
-	}
-	got, err := pki.HashPEM(pem)
-	if err != nil {
-		return nil, fmt.Errorf("the CA served by %s: %w", addr, err)
-	}
-	if got != tok.CAHash {
-		return nil, fmt.Errorf("the CA served by %s has sha256 %s but the token pins %s: not this cluster (or an impostor); the token's secret was not sent", addr, got, tok.CAHash)
-	}
-	return pem, nil
-}
-
-// RequestCertificate sends a CSR with a join token to a server that
-// presents a certificate of the pinned CA.
-func RequestCertificate(ctx context.Context, addr string, caPEM []byte, tok api.JoinToken, creq apiserver.CertificateRequest) (*apiserver.CertificateResponse, error) {
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	hc := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: pinnedTLS(pool, nil)}}
-	body, _ := json.Marshal(creq)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, apiURL(addr)+auth.PathCertificates, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+tok.ID+"."+tok.Secret)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("request a certificate from %s: %w", addr, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		var st api.Status
-		_ = json.Unmarshal(b, &st)
-		return nil, fmt.Errorf("request a certificate from %s: %s: %s", addr, resp.Status, st.Message)
-	}
-	var out apiserver.CertificateResponse
-	if err := json.Unmarshal(b, &out); err != nil {
-		return nil, fmt.Errorf("request a certificate from %s: %w", addr, err)
-	}
-	return &out, nil
-}
+// apiURL is the https base URL of a join address (server.go forwards and
+// joins with it).
+func apiURL(addr string) string { return client.ServerURL(addr) }
 
 // CA returns the CA with its key, if known yet.
 func (p *serverPKI) CA() *pki.CA {
@@ -347,7 +251,7 @@ func (p *serverPKI) publishCA(ctx context.Context, st *store.Store) error {
 // clientTLS is what this server presents when it calls other servers
 // (joins, forwarding): its own certificate, trusting the cluster CA.
 func (p *serverPKI) clientTLS() *tls.Config {
-	return pinnedTLS(p.pool, p.cert.GetClientCertificate)
+	return client.PinnedTLSConfig(p.pool, p.cert.GetClientCertificate)
 }
 
 // apiTLS serves the API: client certificates optional (tokens work too)
@@ -392,6 +296,13 @@ func jsonString(b []byte) string {
 	q, _ := json.Marshal(string(b))
 	return string(q)
 }
+
+// The join request and answer are one wire format on both sides: the
+// conversions fail to compile if their fields drift apart.
+var (
+	_ = apiserver.CertificateRequest(client.CertificateRequest{})
+	_ = apiserver.CertificateResponse(client.CertificateResponse{})
+)
 
 // certService implements apiserver.CertService.
 type certService struct {

@@ -308,7 +308,7 @@ func TestJoinWithWrongCAHashSendsNoSecret(t *testing.T) {
 	}
 	// An unpinned token is refused before anything is sent, too.
 	bare := api.JoinToken{ID: tok.ID, Secret: tok.Secret}
-	if _, err := FetchPinnedCA(context.Background(), impostor.URL, bare); err == nil {
+	if _, err := client.FetchPinnedCA(context.Background(), impostor.URL, bare); err == nil {
 		t.Fatal("an unpinned token was accepted")
 	}
 }
