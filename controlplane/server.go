@@ -111,6 +111,7 @@ func Run(ctx context.Context, cfg Config) error {
 	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 	s.liveness = controllers.NewLiveness(time.Now)
 	s.schedMetrics = scheduler.NewMetrics(reg)
+	s.ctrlMetrics = controllers.NewMetrics(reg)
 	apiHandler := apiserver.New(apiserver.Config{
 		Store:      s.store,
 		Cluster:    s,
@@ -244,6 +245,7 @@ type server struct {
 	liveness *controllers.Liveness
 	// schedMetrics outlive leadership terms (registered once).
 	schedMetrics *scheduler.Metrics
+	ctrlMetrics  *controllers.Metrics
 
 	readyOnce sync.Once
 }
@@ -278,7 +280,7 @@ func (s *server) leading(ctx context.Context) {
 		}
 	}
 	// The controllers run until leadership is lost.
-	controllers.Run(ctx, s.log,
+	controllers.Run(controllers.WithMetrics(ctx, s.ctrlMetrics), s.log,
 		&controllers.Scheduling{Store: s.store, Log: s.log.With("controller", "scheduler"),
 			Scheduler: scheduler.Config{Strategy: s.cfg.SchedulerStrategy}, Metrics: s.schedMetrics, BatchSize: s.cfg.SchedulerBatchSize},
 		&controllers.Endpoints{Store: s.store, Log: s.log.With("controller", "endpoints")},

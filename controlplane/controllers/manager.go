@@ -15,13 +15,15 @@ type Controller interface {
 }
 
 // Run runs every controller until ctx ends (leadership lost), restarting
-// one that fails, and waits for all of them to stop.
+// one that fails, and waits for all of them to stop. Under WithMetrics,
+// each controller's work queue records its syncs and depth.
 func Run(ctx context.Context, log *slog.Logger, cs ...Controller) {
 	var wg sync.WaitGroup
 	for _, c := range cs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			ctx := withName(ctx, c.Name())
 			for ctx.Err() == nil {
 				if err := c.Run(ctx); err != nil && ctx.Err() == nil {
 					log.Warn("controller stopped; restarting", "controller", c.Name(), "err", err)

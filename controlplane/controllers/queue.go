@@ -112,6 +112,7 @@ func (q *Queue[K]) Len() int {
 // caller owns it and must call the returned wait before returning.
 func work(ctx context.Context, q *Queue[store.Key], log *slog.Logger, sync func(context.Context, store.Key) error) (wait func()) {
 	done := make(chan struct{})
+	record := syncRecorder(ctx)
 	go func() {
 		defer close(done)
 		for {
@@ -119,7 +120,9 @@ func work(ctx context.Context, q *Queue[store.Key], log *slog.Logger, sync func(
 			if !ok {
 				return
 			}
+			start := time.Now()
 			err := sync(ctx, k)
+			record(start, err, q.Len())
 			if err != nil && ctx.Err() == nil {
 				log.Warn("sync failed; will retry", "object", k.Namespace+"/"+k.Name, "err", err)
 			}
