@@ -288,9 +288,16 @@ func (s *server) leading(ctx context.Context) {
 		&controllers.GarbageCollector{Store: s.store, Log: s.log.With("controller", "garbage-collector")},
 		&controllers.NodeLifecycle{Store: s.store, Log: s.log.With("controller", "node-lifecycle"), Liveness: s.liveness, Grace: s.cfg.NodeGracePeriod},
 		&controllers.DaemonSet{Store: s.store, Log: s.log.With("controller", "daemonset")},
-		&controllers.ServiceLB{Store: s.store, Log: s.log.With("controller", "service-lb"), Cloud: s.cloud, ClusterName: "skiff"},
+		&controllers.ServiceLB{Store: s.store, Log: s.log.With("controller", "service-lb"), Cloud: s.cloud, ClusterName: clusterName},
+		&controllers.CloudNode{Store: s.store, Log: s.log.With("controller", "cloud-node"), Cloud: s.cloud},
+		&controllers.Routes{Store: s.store, Log: s.log.With("controller", "routes"), Cloud: s.cloud, ClusterName: clusterName},
+		&controllers.PodGC{Store: s.store, Log: s.log.With("controller", "pod-gc")},
 	)
 }
+
+// clusterName tells this cluster's load balancers and routes apart at a
+// provider shared by several clusters.
+const clusterName = "skiff"
 
 // maintainMembership joins the cluster if asked to, keeps this server's
 // replicated address record current (the API address changes when it

@@ -108,9 +108,12 @@ func (q *Queue[K]) Len() int {
 	return len(q.items)
 }
 
-// work runs sync for every key of q in one goroutine until ctx ends; the
-// caller owns it and must call the returned wait before returning.
-func work(ctx context.Context, q *Queue[store.Key], log *slog.Logger, sync func(context.Context, store.Key) error) (wait func()) {
+// work runs sync for every key of q in one goroutine until ctx ends or
+// the returned stop is called; the caller owns it and must call stop
+// before returning (stop cancels the worker and waits for it, so a
+// controller returning early on a failed watch does not hang).
+func work(ctx context.Context, q *Queue[store.Key], log *slog.Logger, sync func(context.Context, store.Key) error) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	record := syncRecorder(ctx)
 	go func() {
@@ -129,7 +132,7 @@ func work(ctx context.Context, q *Queue[store.Key], log *slog.Logger, sync func(
 			q.Done(k, err)
 		}
 	}()
-	return func() { <-done }
+	return func() { cancel(); <-done }
 }
 
 // applyOps writes ops in one log entry. Deletes of what is already gone,
