@@ -44,7 +44,7 @@ func checkFastMatchesStrict(t *testing.T, data []byte) {
 }
 
 func TestDecodeAsMatchesStrict(t *testing.T) {
-	for _, f := range []string{"testdata/nginx-deployment.yaml", "testdata/my-service.yaml"} {
+	for _, f := range []string{"testdata/nginx-deployment.yaml", "testdata/my-service.yaml", "testdata/nginx-controllerrevision.yaml"} {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -74,6 +74,11 @@ func TestDecodeAsMatchesStrict(t *testing.T) {
 		`{"metadata":{"name":"x"},"status":{"phase":"Running"}} `,
 		`{"metadata":{"name":"x"},"metadata":{"name":"y"}}`,
 		`{"metadata":null,"spec":null}`,
+		`{"metadata":{"name":"x"},"data":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}},"revision":2}`,
+		`{"metadata":{"name":"x"},"data":{"spec":{"volumes":[]}},"revision":1}`,
+		`{"metadata":{"name":"x"},"data":null,"revision":"1"}`,
+		`{"metadata":{"name":"x"},"revision":9223372036854775808}`,
+		`{"kind":"ControllerRevision","apiVersion":"v1","revision":1}`,
 	} {
 		checkFastMatchesStrict(t, []byte(s))
 	}
@@ -83,6 +88,7 @@ func FuzzDecodeAs(f *testing.F) {
 	f.Add([]byte(`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"x"},"spec":{"replicas":3,"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i","ports":[{"containerPort":80}],"resources":{"limits":{"cpu":"1"}}}]}}}}`))
 	f.Add([]byte(`{"metadata":{"name":"x"},"spec":{"ports":[{"port":80,"targetPort":"http"}],"selector":{"a":"b"}}}`))
 	f.Add([]byte(`{"metadata":{"name":"n","labels":{"k":"v"}},"spec":{"taints":[{"key":"k","effect":"NoSchedule"}]}}`))
+	f.Add([]byte(`{"apiVersion":"apps/v1","kind":"ControllerRevision","metadata":{"name":"web-5c689d88","ownerReferences":[{"apiVersion":"apps/v1","kind":"Deployment","name":"web","uid":"u","controller":true}]},"data":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}},"revision":3}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkFastMatchesStrict(t, data)
 	})

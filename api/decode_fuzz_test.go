@@ -25,6 +25,7 @@ func FuzzDecode(f *testing.F) {
 		"apiVersion: v1\nkind: Node\nmetadata: {name: n}\nspec: {taints: [{key: k, effect: NoSchedule}]}\nstatus: {capacity: {cpu: 4, memory: 8Gi}}\n",
 		"apiVersion: v1\nkind: Event\ninvolvedObject: {kind: Pod}\nlastTimestamp: 2024-01-01T00:00:00Z\n",
 		"apiVersion: v1\nkind: Endpoints\nsubsets: [{addresses: [{ip: 1.2.3.4, nodeName: n}], ports: [{port: 80}]}]\n",
+		"apiVersion: apps/v1\nkind: ControllerRevision\nmetadata: {name: r}\ndata: {spec: {containers: [{name: c, image: i}]}}\nrevision: 0\n",
 	} {
 		f.Add([]byte(s))
 	}

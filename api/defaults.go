@@ -10,7 +10,8 @@ const DefaultNamespaceName = "default"
 // create: TypeMeta, the "default" namespace, and the per-kind defaults
 // (replicas 1, RollingUpdate 25%/25%, restartPolicy Always, imagePullPolicy
 // from the image tag, protocol TCP, probe timings, service type ClusterIP,
-// ...). Pod templates of Deployments and DaemonSets get the pod defaults.
+// ...). Pod templates of Deployments, DaemonSets and ControllerRevisions
+// get the pod defaults.
 // Default is idempotent.
 func Default(o Object) {
 	tm := o.GetTypeMeta()
@@ -37,6 +38,8 @@ func Default(o Object) {
 		defaultDeployment(&o.Spec)
 	case *DaemonSet:
 		defaultDaemonSet(&o.Spec)
+	case *ControllerRevision:
+		defaultPodSpec(&o.Data.Spec)
 	case *Service:
 		defaultService(&o.Spec)
 	case *Endpoints:

@@ -265,6 +265,8 @@ func kindOfObject(o Object) Kind {
 		return KindEndpoints
 	case *Event:
 		return KindEvent
+	case *ControllerRevision:
+		return KindControllerRevision
 	}
 	return KindOf(o)
 }

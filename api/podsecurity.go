@@ -63,7 +63,9 @@ func CheckPodPolicy(spec *PodSpec, path string, p PodPolicy) FieldErrors {
 // PolicyForObject applies CheckPodPolicy to the pod spec an object carries:
 // a Pod's spec, or a Deployment's or DaemonSet's pod template, so a
 // forbidden template is refused when it is written rather than when its
-// controller creates pods. Other kinds carry no pod spec and yield nil.
+// controller creates pods. Other kinds yield nil: a ControllerRevision's
+// template runs only once `rollout undo` copies it back into its
+// Deployment, which is checked then.
 func PolicyForObject(o Object, p PodPolicy) FieldErrors {
 	switch o := o.(type) {
 	case *Pod:

@@ -13,14 +13,15 @@ type Kind string
 
 // The kinds skiff serves.
 const (
-	KindNamespace  Kind = "Namespace"
-	KindNode       Kind = "Node"
-	KindPod        Kind = "Pod"
-	KindDeployment Kind = "Deployment"
-	KindDaemonSet  Kind = "DaemonSet"
-	KindService    Kind = "Service"
-	KindEndpoints  Kind = "Endpoints"
-	KindEvent      Kind = "Event"
+	KindNamespace          Kind = "Namespace"
+	KindNode               Kind = "Node"
+	KindPod                Kind = "Pod"
+	KindDeployment         Kind = "Deployment"
+	KindDaemonSet          Kind = "DaemonSet"
+	KindService            Kind = "Service"
+	KindEndpoints          Kind = "Endpoints"
+	KindEvent              Kind = "Event"
+	KindControllerRevision Kind = "ControllerRevision"
 )
 
 // ResourceInfo describes how a kind is addressed: its API group and
@@ -28,7 +29,7 @@ const (
 // and whether objects live in a namespace.
 type ResourceInfo struct {
 	Kind       Kind
-	Group      string // "" for the core group, "apps" for Deployment and DaemonSet
+	Group      string // "" for the core group, "apps" for Deployment, DaemonSet and ControllerRevision
 	Version    string
 	Resource   string // plural, lower case: "deployments"
 	Singular   string // "deployment"
@@ -74,6 +75,7 @@ var resources = []ResourceInfo{
 	{Kind: KindDaemonSet, Group: "apps", Version: "v1", Resource: "daemonsets", Singular: "daemonset", ShortNames: []string{"ds"}, Namespaced: true, HasStatus: true, new: func() Object { return &DaemonSet{} }},
 	{Kind: KindService, Version: "v1", Resource: "services", Singular: "service", ShortNames: []string{"svc"}, Namespaced: true, HasStatus: true, new: func() Object { return &Service{} }},
 	{Kind: KindEndpoints, Version: "v1", Resource: "endpoints", Singular: "endpoints", ShortNames: []string{"ep"}, Namespaced: true, new: func() Object { return &Endpoints{} }},
+	{Kind: KindControllerRevision, Group: "apps", Version: "v1", Resource: "controllerrevisions", Singular: "controllerrevision", Namespaced: true, new: func() Object { return &ControllerRevision{} }},
 	{Kind: KindEvent, Version: "v1", Resource: "events", Singular: "event", ShortNames: []string{"ev"}, Namespaced: true, new: func() Object { return &Event{} }},
 }
 

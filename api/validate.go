@@ -29,6 +29,9 @@ func Validate(o Object) FieldErrors {
 	case *DaemonSet:
 		v.objectMeta(&o.ObjectMeta, true, DNS1123SubdomainErrors)
 		v.daemonSet(&o.Spec)
+	case *ControllerRevision:
+		v.objectMeta(&o.ObjectMeta, true, DNS1123SubdomainErrors)
+		v.controllerRevision(o)
 	case *Service:
 		v.objectMeta(&o.ObjectMeta, true, DNS1035LabelErrors)
 		v.service(&o.Spec)

@@ -8,8 +8,9 @@ import (
 // ValidateUpdate validates newObj as a replacement of oldObj: Validate plus
 // the immutable fields (metadata.name and namespace, Deployment and
 // DaemonSet spec.selector, a set Service spec.clusterIP, Node
-// spec.podCIDR(s) once set, and the pod spec, where only spec.nodeName may
-// go from unset to set and spec.tolerations may only grow).
+// spec.podCIDR(s) once set, ControllerRevision data, and the pod spec,
+// where only spec.nodeName may go from unset to set and spec.tolerations
+// may only grow).
 func ValidateUpdate(newObj, oldObj Object) FieldErrors {
 	errs := Validate(newObj)
 	v := &validator{errs: errs}
@@ -37,6 +38,12 @@ func ValidateUpdate(newObj, oldObj Object) FieldErrors {
 		o := oldObj.(*DaemonSet)
 		if !reflect.DeepEqual(n.Spec.Selector, o.Spec.Selector) {
 			v.immutable("spec.selector", n.Spec.Selector)
+		}
+	case *ControllerRevision:
+		// A revision's number may change (an undo renumbers it), its
+		// template never: that is what makes it a record.
+		if !reflect.DeepEqual(n.Data, oldObj.(*ControllerRevision).Data) {
+			v.errs = append(v.errs, FieldError{Field: "data", Type: FieldInvalid, Detail: "Invalid value: \"object\": field is immutable"})
 		}
 	case *Service:
 		o := oldObj.(*Service)

@@ -72,6 +72,17 @@ func (v *validator) daemonSet(s *DaemonSetSpec) {
 	}
 }
 
+// controllerRevision checks the revision number and the template. The
+// template has no selector to match: it was its owner's, checked then.
+func (v *validator) controllerRevision(r *ControllerRevision) {
+	if r.Revision < 1 {
+		v.invalid("revision", r.Revision, "must be greater than or equal to 1")
+	}
+	v.labels(r.Data.Labels, "data.metadata.labels")
+	v.annotations(r.Data.Annotations, "data.metadata.annotations")
+	v.podSpec(&r.Data.Spec, "data.spec")
+}
+
 // rollingUpdate checks maxSurge and maxUnavailable: non-negative ints or
 // percentages (maxUnavailable at most 100%), not both zero.
 func (v *validator) rollingUpdate(surge, unavail *IntOrString, p string) {

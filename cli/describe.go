@@ -210,6 +210,9 @@ func describeObject(w io.Writer, info api.ResourceInfo, o fields, events []field
 		describeEndpoints(d, o)
 	case api.KindEvent:
 		describeEvent(d, o)
+	case api.KindControllerRevision:
+		d.line(0, "Revision", o.numOr(0, "revision"))
+		describeTemplate(d, o.obj("data"))
 	}
 	describeEvents(d, events, evErr)
 	d.w.Flush()
@@ -266,6 +269,9 @@ func describeDaemonSet(d *describer, o fields) {
 func describeTemplate(d *describer, t fields) {
 	d.heading(0, "Pod Template")
 	d.multi(1, "Labels", sortedPairs(t.strMap("metadata", "labels"), "="))
+	if ann := t.strMap("metadata", "annotations"); len(ann) > 0 {
+		d.multi(1, "Annotations", sortedPairs(ann, ": "))
+	}
 	describeContainers(d, 1, t.list("spec", "containers"), nil)
 }
 

@@ -38,14 +38,15 @@ type kindColumns struct {
 }
 
 var columnsByKind = map[api.Kind]kindColumns{
-	api.KindPod:        {podHeader, podRow},
-	api.KindDeployment: {deploymentHeader, deploymentRow},
-	api.KindService:    {serviceHeader, serviceRow},
-	api.KindNode:       {nodeHeader, nodeRow},
-	api.KindNamespace:  {namespaceHeader, namespaceRow},
-	api.KindEndpoints:  {endpointsHeader, endpointsRow},
-	api.KindEvent:      {eventHeader, eventRow},
-	api.KindDaemonSet:  {daemonSetHeader, daemonSetRow},
+	api.KindPod:                {podHeader, podRow},
+	api.KindDeployment:         {deploymentHeader, deploymentRow},
+	api.KindService:            {serviceHeader, serviceRow},
+	api.KindNode:               {nodeHeader, nodeRow},
+	api.KindNamespace:          {namespaceHeader, namespaceRow},
+	api.KindEndpoints:          {endpointsHeader, endpointsRow},
+	api.KindEvent:              {eventHeader, eventRow},
+	api.KindDaemonSet:          {daemonSetHeader, daemonSetRow},
+	api.KindControllerRevision: {controllerRevisionHeader, controllerRevisionRow},
 }
 
 var defaultColumns = kindColumns{
@@ -219,6 +220,32 @@ func selectorString(sel fields) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// ControllerRevisions.
+
+func controllerRevisionHeader(bool) []string {
+	return []string{"NAME", "CONTROLLER", "REVISION", "AGE"}
+}
+
+func controllerRevisionRow(o fields, name string, now time.Time, _ bool) []string {
+	return []string{name, orNone(controllerName(o)), fmt.Sprint(o.numOr(0, "revision")), age(now, created(o))}
+}
+
+// controllerName is an object's controller as kubectl names it
+// ("deployment.apps/web"), or "".
+func controllerName(o fields) string {
+	for _, r := range o.list("metadata", "ownerReferences") {
+		if !r.bool("controller") {
+			continue
+		}
+		kind := strings.ToLower(r.str("kind"))
+		if group, _, ok := strings.Cut(r.str("apiVersion"), "/"); ok {
+			kind += "." + group
+		}
+		return kind + "/" + r.str("name")
+	}
+	return ""
 }
 
 // Services.

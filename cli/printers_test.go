@@ -178,6 +178,23 @@ func TestTableRows(t *testing.T) {
 			header: "NAME DESIRED CURRENT READY UP-TO-DATE AVAILABLE NODE SELECTOR AGE",
 			row:    "agent 3 3 2 3 2 os=linux 5m",
 		},
+		{
+			name: "controllerrevision, all namespaces",
+			kind: api.KindControllerRevision,
+			obj: `{"metadata":{"name":"web-5c689d88","namespace":"default",` + createdAt + `,
+				"ownerReferences":[{"apiVersion":"apps/v1","kind":"Deployment","name":"web","uid":"u","controller":true}]},
+				"data":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"echo:1"}]}},"revision":3}`,
+			p:      tablePrinter{withNamespace: true},
+			header: "NAMESPACE NAME CONTROLLER REVISION AGE",
+			row:    "default web-5c689d88 deployment.apps/web 3 5m",
+		},
+		{
+			name:   "controllerrevision without a controller",
+			kind:   api.KindControllerRevision,
+			obj:    `{"metadata":{"name":"orphan","namespace":"default",` + createdAt + `},"revision":1}`,
+			header: "NAME CONTROLLER REVISION AGE",
+			row:    "orphan <none> 1 5m",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -340,5 +357,24 @@ func TestDescribe(t *testing.T) {
 	}
 	if strings.Contains(out, LastAppliedAnnotation) {
 		t.Errorf("describe must hide %s:\n%s", LastAppliedAnnotation, out)
+	}
+}
+
+func TestDescribeControllerRevision(t *testing.T) {
+	info, _ := api.ByKind(api.KindControllerRevision)
+	o := typedFields(t, api.KindControllerRevision, `{"metadata":{"name":"web-5c689d88","namespace":"default",`+createdAt+`,
+		"annotations":{"kubernetes.io/change-cause":"image echo:1"},
+		"ownerReferences":[{"apiVersion":"apps/v1","kind":"Deployment","name":"web","uid":"u","controller":true}]},
+		"data":{"metadata":{"labels":{"app":"web"},"annotations":{"team":"edge"}},"spec":{"containers":[{"name":"web","image":"echo:1"}]}},"revision":3}`)
+	var b bytes.Buffer
+	describeObject(&b, info, o, nil, nil, testNow)
+	out := b.String()
+	for _, want := range []string{
+		"Name:", "web-5c689d88", "kubernetes.io/change-cause: image echo:1", "Controlled By:", "Deployment/web",
+		"Revision:", "3", "Pod Template:", "app=web", "team: edge", "Image:", "echo:1",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("describe output lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -230,7 +230,7 @@ func podIsReady(p *api.Pod) bool {
 }
 
 func newRolloutCmd(o *options) *cobra.Command {
-	cmd := &cobra.Command{Use: "rollout", Short: "Follow the rollout of a Deployment"}
+	cmd := &cobra.Command{Use: "rollout", Short: "Follow, list and undo the rollouts of a Deployment"}
 	var timeout time.Duration
 	status := &cobra.Command{
 		Use:   "status deployment/NAME",
@@ -278,7 +278,7 @@ printing progress as it changes. Exits non-zero when --timeout passes first.`,
 		},
 	}
 	status.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up (exit 1) after this long")
-	cmd.AddCommand(status)
+	cmd.AddCommand(status, newRolloutHistoryCmd(o), newRolloutUndoCmd(o))
 	return cmd
 }
 

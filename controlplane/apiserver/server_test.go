@@ -22,6 +22,7 @@ func TestCRUDSeveralKinds(t *testing.T) {
 		{"pod", "/api/v1/namespaces/default/pods", "/api/v1/namespaces/default/pods/web-1", fmt.Sprintf(podJSON, "web-1", "web", ""), "app"},
 		{"deployment", "/apis/apps/v1/namespaces/default/deployments", "/apis/apps/v1/namespaces/default/deployments/web", deployJSON, "app"},
 		{"service", "/api/v1/namespaces/default/services", "/api/v1/namespaces/default/services/web", serviceJSON, "app"},
+		{"controllerrevision", "/apis/apps/v1/namespaces/default/controllerrevisions", "/apis/apps/v1/namespaces/default/controllerrevisions/web-1", fmt.Sprintf(revisionJSON, 1, "nginx:1.27"), "app"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -70,6 +71,32 @@ func TestCRUDSeveralKinds(t *testing.T) {
 			}
 			expectStatus(t, do(t, "GET", ts.URL+c.object, ""), http.StatusNotFound, api.ReasonNotFound, "not found")
 		})
+	}
+}
+
+// revisionJSON is a ControllerRevision with a revision number and image.
+const revisionJSON = `{"apiVersion":"apps/v1","kind":"ControllerRevision","metadata":{"name":"web-1","labels":{"app":"web"}},
+	"data":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"c","image":%[2]q}]}},"revision":%[1]d}`
+
+// A ControllerRevision may be renumbered but its template never changes;
+// it has no status.
+func TestControllerRevisionUpdates(t *testing.T) {
+	ts := newTestServer(t, Config{})
+	revs := ts.URL + "/apis/apps/v1/namespaces/default/controllerrevisions"
+	created := expect(t, do(t, "POST", revs, fmt.Sprintf(revisionJSON, 1, "nginx:1.27")), http.StatusCreated).object(t)
+	if created["data"].(map[string]any)["spec"].(map[string]any)["restartPolicy"] != "Always" {
+		t.Fatalf("the template was not defaulted: %v", created["data"])
+	}
+	got := expect(t, do(t, "PUT", revs+"/web-1", fmt.Sprintf(revisionJSON, 3, "nginx:1.27")), http.StatusOK).object(t)
+	if got["revision"] != float64(3) {
+		t.Fatalf("renumbered: %v", got)
+	}
+	expectStatus(t, do(t, "PUT", revs+"/web-1", fmt.Sprintf(revisionJSON, 3, "nginx:1.28")), http.StatusUnprocessableEntity, api.ReasonInvalid, "data: Invalid value")
+	expectStatus(t, do(t, "POST", revs, strings.Replace(fmt.Sprintf(revisionJSON, 0, "nginx:1.27"), "web-1", "web-2", 1)), http.StatusUnprocessableEntity, api.ReasonInvalid, "revision: Invalid value: 0")
+	expectStatus(t, do(t, "GET", revs+"/web-1/status", ""), http.StatusNotFound, api.ReasonNotFound, "subresource")
+	list := expect(t, do(t, "GET", revs+"?labelSelector=app%3Dweb", ""), http.StatusOK).object(t)
+	if list["kind"] != "ControllerRevisionList" || len(list["items"].([]any)) != 1 {
+		t.Fatalf("list: %v", list)
 	}
 }
 

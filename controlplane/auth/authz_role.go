@@ -11,8 +11,10 @@ import (
 //
 //   - view: get, list and watch of every kind;
 //   - edit: view, plus every write to namespaced kinds except their status
-//     subresource (status belongs to nodes and controllers); no writes to
-//     Namespaces or Nodes;
+//     subresource (status belongs to nodes and controllers) and
+//     ControllerRevisions (the rollout history the Deployment controller
+//     keeps: `rollout undo` writes the Deployment instead), as in
+//     Kubernetes' edit role; no writes to Namespaces or Nodes;
 //   - with User.Namespace set: namespaced kinds only in that namespace (no
 //     lists across all namespaces), and of the cluster-scoped kinds only a
 //     get of that Namespace itself, as a Kubernetes RoleBinding allows.
@@ -55,6 +57,8 @@ func authorizeRole(a Attributes) Decision {
 		return deny("role %s may not %s %s", u.Role, a.Verb, res)
 	case a.Subresource != "":
 		return deny("role %s may not %s %s: status is written by nodes and controllers", u.Role, a.Verb, res)
+	case a.Kind == api.KindControllerRevision:
+		return deny("role %s may not %s %s: the deployment controller records them", u.Role, a.Verb, res)
 	}
 	return allow("role %s may %s %s", u.Role, a.Verb, res)
 }

@@ -22,10 +22,15 @@ const PodTemplateHashLabel = "pod-template-hash"
 // template (labelled with its hash and owned by the Deployment), scales
 // them to spec.replicas, replaces pods of an older template with
 // RollingUpdate (within maxSurge and maxUnavailable, counting ready pods)
-// or Recreate, and reports status.
+// or Recreate, and reports status. It keeps the revision history too: one
+// ControllerRevision per template rolled out (see planHistory), which
+// `skiff rollout history` lists and `skiff rollout undo` copies back into
+// the template.
 //
-// Not yet: revision history and rollback (rollout undo), minReadySeconds,
-// progress deadlines.
+// Each pass writes its revisions, the Deployment's revision annotation and
+// its pod changes in one batch.
+//
+// Not yet: minReadySeconds, progress deadlines.
 type Deployment struct {
 	Store Store
 	Log   *slog.Logger
@@ -48,6 +53,11 @@ func (c *Deployment) Run(ctx context.Context) error {
 		return fmt.Errorf("watch pods: %w", err)
 	}
 	defer pw.Stop()
+	_, _, rw, err := c.Store.ListAndWatch(api.KindControllerRevision, store.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("watch controllerrevisions: %w", err)
+	}
+	defer rw.Stop()
 	for _, d := range deps {
 		c.queue.Add(store.KeyOf(d))
 	}
@@ -65,10 +75,20 @@ func (c *Deployment) Run(ctx context.Context) error {
 			if !ok {
 				return fmt.Errorf("pod watch ended: %w", pw.Err())
 			}
-			if ref := controllerOf(e.Object, api.KindDeployment); ref != nil {
-				c.queue.Add(store.Key{Kind: api.KindDeployment, Namespace: e.Object.GetObjectMeta().Namespace, Name: ref.Name})
+			c.queueOwner(e.Object)
+		case e, ok := <-rw.Events():
+			if !ok {
+				return fmt.Errorf("controllerrevision watch ended: %w", rw.Err())
 			}
+			c.queueOwner(e.Object) // a revision deleted by hand comes back
 		}
+	}
+}
+
+// queueOwner queues the Deployment that controls o, if any.
+func (c *Deployment) queueOwner(o api.Object) {
+	if ref := controllerOf(o, api.KindDeployment); ref != nil {
+		c.queue.Add(store.Key{Kind: api.KindDeployment, Namespace: o.GetObjectMeta().Namespace, Name: ref.Name})
 	}
 }
 
@@ -93,7 +113,7 @@ func TemplateHash(t *api.PodTemplateSpec) string {
 func (c *Deployment) sync(ctx context.Context, k store.Key) error {
 	o, err := c.Store.Get(k)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil // its pods go with the garbage collector
+		return nil // its pods and revisions go with the garbage collector
 	}
 	if err != nil {
 		return err
@@ -108,9 +128,14 @@ func (c *Deployment) sync(ctx context.Context, k store.Key) error {
 	}
 	hash := TemplateHash(&d.Spec.Template)
 	var current, old []*api.Pod
+	inUse := map[string]bool{} // template hashes that still have pods
 	for _, o := range objs {
 		p := o.(*api.Pod)
-		if ref := controllerOf(p, api.KindDeployment); ref == nil || ref.UID != d.UID || p.DeletionTimestamp != nil {
+		if ref := controllerOf(p, api.KindDeployment); ref == nil || ref.UID != d.UID {
+			continue
+		}
+		if p.DeletionTimestamp != nil {
+			inUse[p.Labels[PodTemplateHashLabel]] = true
 			continue
 		}
 		if p.Status.Phase == api.PodSucceeded || p.Status.Phase == api.PodFailed {
@@ -120,10 +145,22 @@ func (c *Deployment) sync(ctx context.Context, k store.Key) error {
 			}
 			continue
 		}
+		inUse[p.Labels[PodTemplateHashLabel]] = true
 		if p.Labels[PodTemplateHashLabel] == hash {
 			current = append(current, p)
 		} else {
 			old = append(old, p)
+		}
+	}
+	revs, err := c.revisionsOf(d)
+	if err != nil {
+		return err
+	}
+	ops := planHistory(d, hash, revs, inUse)
+	wroteDeployment := false
+	for _, op := range ops {
+		if op.Type == store.OpUpdate && api.KindOf(op.Object) == api.KindDeployment {
+			wroteDeployment = true
 		}
 	}
 	want := int32(1)
@@ -131,15 +168,38 @@ func (c *Deployment) sync(ctx context.Context, k store.Key) error {
 		want = *d.Spec.Replicas
 	}
 	if !d.Spec.Paused {
-		if err := c.rollout(ctx, d, hash, want, current, old); err != nil {
+		pods, err := c.rollout(d, hash, want, current, old)
+		if err != nil {
 			return err
 		}
+		ops = append(ops, pods...)
+	}
+	if err := applyOps(ctx, c.Store, ops); err != nil {
+		return err
+	}
+	if wroteDeployment {
+		// The revision annotation moved d's resourceVersion: report status
+		// against the stored Deployment, unless its spec moved on too (the
+		// watch brings it back then).
+		o, err := c.Store.Get(k)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		next := o.(*api.Deployment)
+		if next.UID != d.UID || next.Generation != d.Generation {
+			return nil
+		}
+		d = next
 	}
 	return c.updateStatus(ctx, d, hash)
 }
 
-// rollout makes one step towards want pods of the current template.
-func (c *Deployment) rollout(ctx context.Context, d *api.Deployment, hash string, want int32, current, old []*api.Pod) error {
+// rollout returns the writes of one step towards want pods of the current
+// template.
+func (c *Deployment) rollout(d *api.Deployment, hash string, want int32, current, old []*api.Pod) ([]store.Op, error) {
 	total := int32(len(current) + len(old))
 	var create int32
 	var remove []*api.Pod
@@ -154,7 +214,7 @@ func (c *Deployment) rollout(ctx context.Context, d *api.Deployment, hash string
 		if ru := d.Spec.Strategy.RollingUpdate; ru != nil {
 			var err error
 			if surge, unavail, err = api.ResolveFenceposts(ru.MaxSurge, ru.MaxUnavailable, want); err != nil {
-				return err
+				return nil, err
 			}
 		} else {
 			surge, unavail = 1, 0
@@ -191,7 +251,7 @@ func (c *Deployment) rollout(ctx context.Context, d *api.Deployment, hash string
 	for _, p := range remove {
 		ops = append(ops, store.Op{Type: store.OpDelete, Key: store.KeyOf(p), Preconditions: store.Preconditions{UID: p.UID}})
 	}
-	return applyOps(ctx, c.Store, ops)
+	return ops, nil
 }
 
 func countReady(ps []*api.Pod) int32 {

@@ -12,9 +12,9 @@ import (
 )
 
 // GarbageCollector deletes objects whose owner (by ownerReferences uid) is
-// gone: deleting a Deployment deletes its pods. It reacts to deletions of
-// owners at once and sweeps every Interval for orphans whose owner went
-// while no leader was watching.
+// gone: deleting a Deployment deletes its pods and ControllerRevisions. It
+// reacts to deletions of owners at once and sweeps every Interval for
+// orphans whose owner went while no leader was watching.
 type GarbageCollector struct {
 	Store    Store
 	Log      *slog.Logger
@@ -25,7 +25,7 @@ type GarbageCollector struct {
 var ownerKinds = []api.Kind{api.KindDeployment, api.KindDaemonSet}
 
 // dependentKinds are the kinds that have owners today.
-var dependentKinds = []api.Kind{api.KindPod}
+var dependentKinds = []api.Kind{api.KindPod, api.KindControllerRevision}
 
 // Name implements Controller.
 func (c *GarbageCollector) Name() string { return "garbage-collector" }
