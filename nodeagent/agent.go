@@ -1,0 +1,213 @@
+package nodeagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	goruntime "runtime"
+	"sync"
+	"time"
+
+	"github.com/skiffhq/skiff/api"
+	"github.com/skiffhq/skiff/client"
+	"github.com/skiffhq/skiff/nodeagent/network"
+	"github.com/skiffhq/skiff/nodeagent/runtime"
+)
+
+// Well-known node labels the agent sets (a node may set these on itself).
+const (
+	LabelHostname = "kubernetes.io/hostname"
+	LabelOS       = "kubernetes.io/os"
+	LabelArch     = "kubernetes.io/arch"
+)
+
+// Defaults of Config.
+const (
+	DefaultHeartbeatPeriod = 2 * time.Second
+	DefaultRelistPeriod    = 5 * time.Second
+	DefaultMaxPods         = 110
+)
+
+// Config is everything an Agent needs; Client, NodeName and Runtime are
+// required.
+type Config struct {
+	// Client talks to the control plane with this node's credential
+	// (system:node:<NodeName>).
+	Client   *client.Client
+	NodeName string
+	Runtime  runtime.Runtime
+	// NewNetwork builds the pod network once the control plane has given
+	// the node its pod CIDR (default: an in-memory network.IPAM).
+	NewNetwork func(podCIDR netip.Prefix) (network.Network, error)
+
+	// Capacity is what the node has (cpu, memory, pods; pods defaults to
+	// DefaultMaxPods); Allocatable what pods may use (default Capacity).
+	Capacity    api.ResourceList
+	Allocatable api.ResourceList
+	// Labels are added to the node's (only those a node may set itself:
+	// kubernetes.io/{hostname,os,arch}, node.kubernetes.io/*,
+	// topology.kubernetes.io/*, skiff.io/agent-*). hostname, os and arch
+	// are set by default.
+	Labels map[string]string
+	// Addresses of the node; the first InternalIP is the pods' hostIP.
+	Addresses []api.NodeAddress
+	// NodeInfo is reported as status.nodeInfo; the agent fills in the OS,
+	// architecture and container runtime when they are empty.
+	NodeInfo api.NodeSystemInfo
+	// Version is the agent's version (status.nodeInfo.kubeletVersion).
+	Version string
+
+	// HeartbeatPeriod is how often the agent tells the control plane it is
+	// alive (default 2s; the control plane's grace period is 10s).
+	HeartbeatPeriod time.Duration
+	// RelistPeriod is how often the agent lists the runtime's containers
+	// to notice ones that exited on their own (default 5s).
+	RelistPeriod time.Duration
+
+	Clock  Clock        // default RealClock
+	Logger *slog.Logger // default: discard
+}
+
+// Agent runs one node: it registers the Node, heartbeats, watches the pods
+// bound to the node and drives each to its desired state through the
+// runtime, reporting their status.
+//
+// Goroutines: Run itself (the event loop), one heartbeat loop, the pod
+// watch's reader (in the client), and one worker per pod only while that
+// pod is changing. All of them end before Run returns.
+type Agent struct {
+	cfg     Config
+	c       *client.Client
+	rt      runtime.Runtime
+	clock   Clock
+	log     *slog.Logger
+	rtName  string
+	nodeRef api.ObjectReference
+
+	// Set by Register.
+	node   *api.Node
+	hostIP string
+
+	// Set by Run once the pod CIDR is known.
+	net network.Network
+
+	mu       sync.Mutex
+	pods     map[api.UID]*podState
+	stopping bool
+	workers  sync.WaitGroup
+}
+
+// New checks cfg and returns an agent; nothing is contacted until
+// Register or Run.
+func New(cfg Config) (*Agent, error) {
+	switch {
+	case cfg.Client == nil:
+		return nil, errors.New("nodeagent: no client")
+	case cfg.Runtime == nil:
+		return nil, errors.New("nodeagent: no runtime")
+	case cfg.NodeName == "":
+		return nil, errors.New("nodeagent: no node name")
+	}
+	if errs := api.DNS1123SubdomainErrors(cfg.NodeName); len(errs) > 0 {
+		return nil, fmt.Errorf("nodeagent: node name %q: %s", cfg.NodeName, errs[0])
+	}
+	if cfg.HeartbeatPeriod <= 0 {
+		cfg.HeartbeatPeriod = DefaultHeartbeatPeriod
+	}
+	if cfg.RelistPeriod <= 0 {
+		cfg.RelistPeriod = DefaultRelistPeriod
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = RealClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.NewNetwork == nil {
+		cfg.NewNetwork = func(p netip.Prefix) (network.Network, error) { return network.NewIPAM(p) }
+	}
+	if cfg.NodeInfo.OperatingSystem == "" {
+		cfg.NodeInfo.OperatingSystem = goruntime.GOOS
+	}
+	if cfg.NodeInfo.Architecture == "" {
+		cfg.NodeInfo.Architecture = goruntime.GOARCH
+	}
+	if cfg.NodeInfo.KubeletVersion == "" {
+		cfg.NodeInfo.KubeletVersion = cfg.Version
+	}
+	a := &Agent{
+		cfg: cfg, c: cfg.Client, rt: cfg.Runtime, clock: cfg.Clock,
+		log:  cfg.Logger.With("node", cfg.NodeName),
+		pods: map[api.UID]*podState{},
+	}
+	for _, ad := range cfg.Addresses {
+		if ad.Type == api.NodeInternalIP {
+			a.hostIP = ad.Address
+			break
+		}
+	}
+	return a, nil
+}
+
+// NodeName is the node this agent runs.
+func (a *Agent) NodeName() string { return a.cfg.NodeName }
+
+// Node is the Node as last registered (nil before Register).
+func (a *Agent) Node() *api.Node { return a.node }
+
+// Run registers the node (unless Register already did), then heartbeats
+// and runs the node's pods until ctx ends. Pods keep running when Run
+// returns: an agent started again on the same runtime adopts them.
+func (a *Agent) Run(ctx context.Context) error {
+	if a.node == nil {
+		if err := a.Register(ctx); err != nil {
+			return err
+		}
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { a.heartbeatLoop(ctx) })
+
+	err := a.runPods(ctx)
+
+	a.mu.Lock()
+	a.stopping = true
+	for _, ps := range a.pods {
+		if ps.retry != nil {
+			ps.retry.Stop()
+			ps.retry = nil
+		}
+	}
+	a.mu.Unlock()
+	a.workers.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// sleep waits d or until ctx ends (false).
+func (a *Agent) sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-a.clock.After(d):
+		return true
+	}
+}
+
+// terminal reports an API answer no retry changes: the request itself is
+// refused (forbidden, invalid).
+func terminal(err error) bool {
+	var st *api.Status
+	if !errors.As(err, &st) {
+		return false
+	}
+	switch st.Code {
+	case 400, 401, 403, 405, 413, 415, 422:
+		return true
+	}
+	return false
+}
