@@ -85,7 +85,10 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*http.Request, f
 		}
 	}
 	release := func() {}
-	if sec.Gate != nil {
+	// A watch lasts as long as its client: holding a slot for it would let
+	// a few hundred node agents (each watching its pods) take every slot of
+	// their class. Watches still pass the rate limiter above.
+	if sec.Gate != nil && !(r.Method == http.MethodGet && isWatch(r)) {
 		rel, err := sec.Gate.Acquire(r.Context(), auth.Priority(u))
 		if err != nil {
 			writeStatus(w, tooManyRequests(u, time.Second))
