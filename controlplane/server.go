@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -118,6 +119,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Logger:     log,
 		Registerer: reg,
 		Metrics:    metricsHandler,
+		Profiling:  profilingHandler(),
 		ServerID:   cfg.NodeID,
 		Heartbeats: s.liveness,
 		Security: &apiserver.Security{
@@ -293,6 +295,18 @@ func (s *server) leading(ctx context.Context) {
 		&controllers.Routes{Store: s.store, Log: s.log.With("controller", "routes"), Cloud: s.cloud, ClusterName: clusterName},
 		&controllers.PodGC{Store: s.store, Log: s.log.With("controller", "pod-gc")},
 	)
+}
+
+// profilingHandler serves Go's profiles (net/http/pprof) for
+// /debug/pprof/ on the API, where only admins may read them.
+func profilingHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // clusterName tells this cluster's load balancers and routes apart at a

@@ -47,6 +47,9 @@ type Config struct {
 	FutureVersionWait time.Duration
 	// Metrics, if set, is served at /metrics.
 	Metrics http.Handler
+	// Profiling, if set, is served under /debug/pprof/ (to admins only:
+	// the authorizer allows unknown paths to system:masters alone).
+	Profiling http.Handler
 	// ForwardTransport carries requests forwarded to the leader (default:
 	// a clone of http.DefaultTransport keeping many idle connections).
 	ForwardTransport http.RoundTripper
@@ -180,6 +183,12 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, l *requestLabels)
 			return
 		}
 		s.cfg.Metrics.ServeHTTP(w, r)
+		return
+	case strings.HasPrefix(p, "/debug/pprof/") && s.cfg.Profiling != nil:
+		l.resource, l.verb = "pprof", "get"
+		if s.authorizePath(w, r) {
+			s.cfg.Profiling.ServeHTTP(w, r)
+		}
 		return
 	case p == "/skiff/v1/members":
 		l.resource, l.verb = "members", "get"

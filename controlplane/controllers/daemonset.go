@@ -134,7 +134,7 @@ func (c *DaemonSet) sync(ctx context.Context, k store.Key) error {
 	if err != nil {
 		return err
 	}
-	pods, _, err := c.Store.List(api.KindPod, store.ListOptions{Namespace: ds.Namespace})
+	pods, _, err := c.Store.List(api.KindPod, store.ListOptions{Namespace: ds.Namespace, OwnerUID: ds.UID})
 	if err != nil {
 		return err
 	}

@@ -122,7 +122,7 @@ func (c *Deployment) sync(ctx context.Context, k store.Key) error {
 	if d.DeletionTimestamp != nil {
 		return nil
 	}
-	objs, _, err := c.Store.List(api.KindPod, store.ListOptions{Namespace: d.Namespace})
+	objs, _, err := c.Store.List(api.KindPod, store.ListOptions{Namespace: d.Namespace, OwnerUID: d.UID})
 	if err != nil {
 		return err
 	}
@@ -318,7 +318,7 @@ func randomSuffix() string {
 }
 
 func (c *Deployment) updateStatus(ctx context.Context, d *api.Deployment, hash string) error {
-	objs, _, err := c.Store.List(api.KindPod, store.ListOptions{Namespace: d.Namespace})
+	objs, _, err := c.Store.List(api.KindPod, store.ListOptions{Namespace: d.Namespace, OwnerUID: d.UID})
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,7 @@ const defaultRevisionHistoryLimit = 10
 
 // revisionsOf returns the live ControllerRevisions d controls.
 func (c *Deployment) revisionsOf(d *api.Deployment) ([]*api.ControllerRevision, error) {
-	objs, _, err := c.Store.List(api.KindControllerRevision, store.ListOptions{Namespace: d.Namespace})
+	objs, _, err := c.Store.List(api.KindControllerRevision, store.ListOptions{Namespace: d.Namespace, OwnerUID: d.UID})
 	if err != nil {
 		return nil, err
 	}

@@ -41,6 +41,7 @@ type Member struct {
 type FSM struct {
 	mu      sync.RWMutex
 	objects map[api.Kind]map[string]map[string]api.Object // kind -> namespace -> name
+	idx     indexes                                       // owner uid, pod node
 	system  map[SystemTable]map[string][]byte
 	alloc   allocations
 	net     NetworkConfig
@@ -64,6 +65,7 @@ func WithMetrics(m *Metrics) FSMOption { return func(f *FSM) { f.metrics = m } }
 func NewFSM(opts ...FSMOption) *FSM {
 	f := &FSM{
 		objects: map[api.Kind]map[string]map[string]api.Object{},
+		idx:     newIndexes(),
 		system:  map[SystemTable]map[string][]byte{},
 		alloc:   newAllocations(),
 		net:     DefaultNetwork,
@@ -142,10 +144,12 @@ func (f *FSM) get(k api.Kind, ns, name string) api.Object {
 }
 
 func (f *FSM) put(k api.Kind, ns, name string, o api.Object) {
-	if old := f.get(k, ns, name); old != nil {
+	old := f.get(k, ns, name)
+	if old != nil {
 		f.alloc.index(old, false)
 	}
 	f.alloc.index(o, true)
+	f.idx.update(Key{Kind: k, Namespace: ns, Name: name}, old, o)
 	byNS := f.objects[k]
 	if byNS == nil {
 		byNS = map[string]map[string]api.Object{}
@@ -162,6 +166,7 @@ func (f *FSM) put(k api.Kind, ns, name string, o api.Object) {
 func (f *FSM) remove(k api.Kind, ns, name string) {
 	if old := f.get(k, ns, name); old != nil {
 		f.alloc.index(old, false)
+		f.idx.update(Key{Kind: k, Namespace: ns, Name: name}, old, nil)
 	}
 	byName := f.objects[k][ns]
 	delete(byName, name)

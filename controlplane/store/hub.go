@@ -226,7 +226,19 @@ func matches(o api.Object, opts ListOptions) bool {
 	if opts.Fields != nil && !opts.Fields.Empty() && !opts.Fields.Matches(o) {
 		return false
 	}
+	if opts.OwnerUID != "" && !ownedBy(m, opts.OwnerUID) {
+		return false
+	}
 	return true
+}
+
+func ownedBy(m *api.ObjectMeta, uid api.UID) bool {
+	for _, r := range m.OwnerReferences {
+		if r.UID == uid {
+			return true
+		}
+	}
+	return false
 }
 
 // filter maps a stored event to what this watcher sees, if anything.

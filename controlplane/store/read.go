@@ -39,7 +39,16 @@ func (f *FSM) list(kind api.Kind, opts ListOptions) []api.Object {
 			}
 		}
 	}
-	if opts.Namespace != "" {
+	if keys, ok := f.idx.candidates(kind, opts); ok {
+		for k := range keys {
+			if k.Kind != kind || (opts.Namespace != "" && k.Namespace != opts.Namespace) {
+				continue
+			}
+			if o := f.get(k.Kind, k.Namespace, k.Name); o != nil && matches(o, opts) {
+				out = append(out, o)
+			}
+		}
+	} else if opts.Namespace != "" {
 		add(f.objects[kind][opts.Namespace])
 	} else {
 		for _, byName := range f.objects[kind] {

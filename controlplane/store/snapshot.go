@@ -94,6 +94,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	}
 	f.mu.Lock()
 	f.objects = fresh.objects
+	f.idx = fresh.idx
 	f.alloc = fresh.alloc
 	f.system = map[SystemTable]map[string][]byte{}
 	for t, recs := range hdr.System {

@@ -50,6 +50,9 @@ type ListOptions struct {
 	Namespace string // "" means all namespaces
 	Labels    api.Selector
 	Fields    api.FieldSelector
+	// OwnerUID, if set, keeps only objects with an ownerReference to it
+	// (served from an index; lists only, watches ignore it).
+	OwnerUID api.UID
 }
 
 // EventType says what happened to an object.

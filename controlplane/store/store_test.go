@@ -540,3 +540,94 @@ func TestNodeWatchIndex(t *testing.T) {
 		t.Fatalf("node b's watch progress %d, want %d", got, want)
 	}
 }
+
+// TestListIndexes checks lists served from the owner and node indexes
+// return exactly what a scan would, through updates, binds, deletes and a
+// snapshot restore.
+func TestListIndexes(t *testing.T) {
+	ctx := context.Background()
+	s := setup(t)
+	info, _ := api.ByKind(api.KindNode)
+	node := info.New()
+	node.GetObjectMeta().Name = "n1"
+	if _, err := s.Create(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	owned := func(name string, uid api.UID) *api.Pod {
+		p := newPod("default", name, nil)
+		p.OwnerReferences = []api.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: "d", UID: uid}}
+		return p
+	}
+	for _, p := range []*api.Pod{owned("a1", "uid-a"), owned("a2", "uid-a"), owned("b1", "uid-b"), newPod("default", "free", nil)} {
+		if _, err := s.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names := func(opts ListOptions) string {
+		t.Helper()
+		objs, _, err := s.List(api.KindPod, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, o := range objs {
+			out = append(out, o.GetObjectMeta().Name)
+		}
+		return fmt.Sprint(out)
+	}
+	onNode, _ := api.ParseFieldSelector("spec.nodeName=n1")
+	check := func(what string, opts ListOptions, want string) {
+		t.Helper()
+		if got := names(opts); got != want {
+			t.Errorf("%s: %s, want %s", what, got, want)
+		}
+	}
+	check("owner a", ListOptions{OwnerUID: "uid-a"}, "[a1 a2]")
+	check("owner a, other namespace", ListOptions{OwnerUID: "uid-a", Namespace: "other"}, "[]")
+	check("owner b", ListOptions{OwnerUID: "uid-b"}, "[b1]")
+	check("node n1 before binding", ListOptions{Fields: onNode}, "[]")
+	for _, n := range []string{"a1", "free"} {
+		if res, err := s.Batch(ctx, []Op{{Type: OpBind, Key: Key{Kind: api.KindPod, Namespace: "default", Name: n}, Node: "n1"}}); err != nil || res[0].Err != nil {
+			t.Fatalf("bind %s: %v %v", n, err, res)
+		}
+	}
+	check("node n1", ListOptions{Fields: onNode}, "[a1 free]")
+	check("owner a after binding", ListOptions{OwnerUID: "uid-a"}, "[a1 a2]")
+	// The owner reference changes: the index follows.
+	cur, _ := s.Get(Key{Kind: api.KindPod, Namespace: "default", Name: "a2"})
+	moved := api.DeepCopy(cur.(*api.Pod))
+	moved.OwnerReferences[0].UID = "uid-b"
+	if _, err := s.Update(ctx, moved); err != nil {
+		t.Fatal(err)
+	}
+	check("owner a after an ownerReference change", ListOptions{OwnerUID: "uid-a"}, "[a1]")
+	check("owner b after an ownerReference change", ListOptions{OwnerUID: "uid-b"}, "[a2 b1]")
+	if _, err := s.Delete(ctx, Key{Kind: api.KindPod, Namespace: "default", Name: "a1"}, Preconditions{}); err != nil {
+		t.Fatal(err)
+	}
+	check("owner a after delete", ListOptions{OwnerUID: "uid-a"}, "[]")
+	check("node n1 after delete", ListOptions{Fields: onNode}, "[free]")
+	// A restored snapshot rebuilds the indexes.
+	_, persist := s.Snapshot()
+	var buf bytes.Buffer
+	if err := persist(&buf); err != nil {
+		t.Fatal(err)
+	}
+	fresh := NewFSM()
+	if err := fresh.Restore(bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		opts ListOptions
+		want string
+	}{{ListOptions{OwnerUID: "uid-b"}, "[a2 b1]"}, {ListOptions{Fields: onNode}, "[free]"}} {
+		objs, _, _ := fresh.List(api.KindPod, c.opts)
+		var got []string
+		for _, o := range objs {
+			got = append(got, o.GetObjectMeta().Name)
+		}
+		if fmt.Sprint(got) != c.want {
+			t.Errorf("after restore: %v, want %s", got, c.want)
+		}
+	}
+}
