@@ -66,11 +66,7 @@ func (c *CloudNode) Run(ctx context.Context) error {
 	for _, n := range nodes {
 		q.Add(store.KeyOf(n))
 	}
-	// The worker stops with wctx, also when Run returns because the watch
-	// ended while ctx is still live.
-	wctx, cancel := context.WithCancel(ctx)
-	wait := work(wctx, q, c.Log, func(ctx context.Context, k store.Key) error { return c.syncKey(ctx, inst, k) })
-	defer func() { cancel(); wait() }()
+	defer work(ctx, 1, q, c.Log, func(ctx context.Context, k store.Key) error { return c.syncKey(ctx, inst, k) })()
 	tick := time.NewTicker(c.Period)
 	defer tick.Stop()
 	for {

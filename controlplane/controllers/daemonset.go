@@ -47,7 +47,7 @@ func (c *DaemonSet) Run(ctx context.Context) error {
 	for _, s := range sets {
 		c.queue.Add(store.KeyOf(s))
 	}
-	defer work(ctx, c.queue, c.Log, c.sync)()
+	defer work(ctx, 1, c.queue, c.Log, c.sync)()
 	all := func() {
 		objs, _, _ := c.Store.List(api.KindDaemonSet, store.ListOptions{})
 		for _, o := range objs {

@@ -37,6 +37,11 @@ type Deployment struct {
 	queue *Queue[store.Key]
 }
 
+// deploymentWorkers Deployments are synced at once (kube-controller-manager
+// runs 5): a sync mostly waits for its batch to commit, and one worker made
+// pod creation the bottleneck of a 500-Deployment apply.
+const deploymentWorkers = 4
+
 // Name implements Controller.
 func (c *Deployment) Name() string { return "deployment" }
 
@@ -61,7 +66,7 @@ func (c *Deployment) Run(ctx context.Context) error {
 	for _, d := range deps {
 		c.queue.Add(store.KeyOf(d))
 	}
-	defer work(ctx, c.queue, c.Log, c.sync)()
+	defer work(ctx, deploymentWorkers, c.queue, c.Log, c.sync)()
 	for {
 		select {
 		case <-ctx.Done():

@@ -34,6 +34,10 @@ type Endpoints struct {
 	queue *Queue[store.Key]
 }
 
+// endpointsWorkers Services are synced at once (kube-controller-manager
+// runs 5).
+const endpointsWorkers = 4
+
 // Name implements Controller.
 func (c *Endpoints) Name() string { return "endpoints" }
 
@@ -59,7 +63,7 @@ func (c *Endpoints) Run(ctx context.Context) error {
 			c.queue.Add(store.Key{Kind: api.KindService, Namespace: e.GetObjectMeta().Namespace, Name: e.GetObjectMeta().Name})
 		}
 	}
-	defer work(ctx, c.queue, c.Log, c.sync)()
+	defer work(ctx, endpointsWorkers, c.queue, c.Log, c.sync)()
 	for {
 		select {
 		case <-ctx.Done():

@@ -108,31 +108,35 @@ func (q *Queue[K]) Len() int {
 	return len(q.items)
 }
 
-// work runs sync for every key of q in one goroutine until ctx ends or
-// the returned stop is called; the caller owns it and must call stop
-// before returning (stop cancels the worker and waits for it, so a
-// controller returning early on a failed watch does not hang).
-func work(ctx context.Context, q *Queue[store.Key], log *slog.Logger, sync func(context.Context, store.Key) error) (stop func()) {
+// work runs sync for the keys of q on n goroutines (the queue never hands
+// one key to two of them at once) until ctx ends or the returned stop is
+// called; the caller owns them and must call stop before returning (stop
+// cancels the workers and waits for them, so a controller returning early
+// on a failed watch does not hang).
+func work(ctx context.Context, n int, q *Queue[store.Key], log *slog.Logger, syncKey func(context.Context, store.Key) error) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
 	record := syncRecorder(ctx)
-	go func() {
-		defer close(done)
-		for {
-			k, ok := q.Get(ctx)
-			if !ok {
-				return
+	var wg sync.WaitGroup
+	for range max(n, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				k, ok := q.Get(ctx)
+				if !ok {
+					return
+				}
+				start := time.Now()
+				err := syncKey(ctx, k)
+				record(start, err, q.Len())
+				if err != nil && ctx.Err() == nil {
+					log.Warn("sync failed; will retry", "object", k.Namespace+"/"+k.Name, "err", err)
+				}
+				q.Done(k, err)
 			}
-			start := time.Now()
-			err := sync(ctx, k)
-			record(start, err, q.Len())
-			if err != nil && ctx.Err() == nil {
-				log.Warn("sync failed; will retry", "object", k.Namespace+"/"+k.Name, "err", err)
-			}
-			q.Done(k, err)
-		}
-	}()
-	return func() { cancel(); <-done }
+		}()
+	}
+	return func() { cancel(); wg.Wait() }
 }
 
 // applyOps writes ops in one log entry. Deletes of what is already gone,
