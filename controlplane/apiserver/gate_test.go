@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,5 +52,51 @@ func TestWatchesHoldNoGateSlot(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(resp.Body)
 		t.Fatalf("a node's list while two of its watches are open: %d %s", resp.StatusCode, b)
+	}
+}
+
+// blockingHeartbeats holds every heartbeat until released.
+type blockingHeartbeats struct{ release chan struct{} }
+
+func (b blockingHeartbeats) Heartbeat(string) { <-b.release }
+
+// A heartbeat takes no slot either: while the node's class is full (its
+// status writes, here one slow heartbeat standing in for them), its
+// heartbeats still get through.
+func TestHeartbeatsHoldNoGateSlot(t *testing.T) {
+	hb := blockingHeartbeats{release: make(chan struct{})}
+	var once sync.Once
+	release := func() { once.Do(func() { close(hb.release) }) }
+	defer release() // before the server's cleanup closes it
+	s := newTestServer(t, Config{Heartbeats: hb, Security: &Security{
+		Authenticator: auth.NewAuthenticator(nodeTokens{}, nil),
+		Authorizer:    auth.NewAuthorizer(nil),
+		Gate:          auth.NewGate(1, 1, auth.WithQueueWait(0)),
+	}})
+	post := func() (int, error) {
+		req, _ := http.NewRequest(http.MethodPost, s.URL+auth.PathHeartbeats+"/n1", nil)
+		req.Header.Set("Authorization", "Bearer abcdef.0123456789abcdef")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	codes := make(chan int, 3)
+	for range 3 {
+		go func() { c, _ := post(); codes <- c }()
+	}
+	time.Sleep(100 * time.Millisecond) // all three inside the handler, none refused
+	select {
+	case c := <-codes:
+		t.Fatalf("a heartbeat was answered %d while the others were in flight", c)
+	default:
+	}
+	release()
+	for range 3 {
+		if c := <-codes; c != http.StatusOK {
+			t.Errorf("heartbeat: %d", c)
+		}
 	}
 }

@@ -85,10 +85,14 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*http.Request, f
 		}
 	}
 	release := func() {}
-	// A watch lasts as long as its client: holding a slot for it would let
-	// a few hundred node agents (each watching its pods) take every slot of
-	// their class. Watches still pass the rate limiter above.
-	if sec.Gate != nil && !(r.Method == http.MethodGet && isWatch(r)) {
+	// Two kinds of request take no slot (both still pass the rate limiter
+	// above). A watch lasts as long as its client: holding a slot for it
+	// would let a few hundred node agents (each watching its pods) take
+	// every slot of their class. A heartbeat costs a map write on the
+	// leader, and queueing it behind the nodes' own status writes (same
+	// class) got nodes marked unreachable while 1,000 of them started
+	// 10,000 pods: liveness must not wait for the work it vouches for.
+	if sec.Gate != nil && !(r.Method == http.MethodGet && isWatch(r)) && !isHeartbeat(r) {
 		rel, err := sec.Gate.Acquire(r.Context(), auth.Priority(u))
 		if err != nil {
 			writeStatus(w, tooManyRequests(u, time.Second))
@@ -97,6 +101,10 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*http.Request, f
 		release = rel
 	}
 	return r.WithContext(context.WithValue(r.Context(), userKey{}, u)), release
+}
+
+func isHeartbeat(r *http.Request) bool {
+	return r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, auth.PathHeartbeats+"/")
 }
 
 func forwardedUser(r *http.Request) auth.User {
