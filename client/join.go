@@ -198,9 +198,7 @@ func requestCertificate(ctx context.Context, hc *http.Client, addr string, tok a
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
-		var st api.Status
-		_ = json.Unmarshal(b, &st)
-		return nil, fmt.Errorf("request a certificate from %s: %s: %s", addr, resp.Status, st.Message)
+		return nil, fmt.Errorf("request a certificate from %s: %s: %w", addr, resp.Status, decodeStatus(resp, b))
 	}
 	var out CertificateResponse
 	if err := json.Unmarshal(b, &out); err != nil {

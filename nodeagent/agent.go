@@ -28,6 +28,10 @@ const (
 	DefaultHeartbeatPeriod = 2 * time.Second
 	DefaultRelistPeriod    = 5 * time.Second
 	DefaultMaxPods         = 110
+	// statusWriters bounds one agent's status writes in flight, as the
+	// kubelet's status manager does: a node starting many pods at once
+	// should not put them all on the control plane at the same moment.
+	statusWriters = 4
 )
 
 // Config is everything an Agent needs; Client, NodeName and Runtime are
@@ -93,6 +97,8 @@ type Agent struct {
 	// Set by Run once the pod CIDR is known.
 	net network.Network
 
+	statusSlots chan struct{} // statusWriters tokens
+
 	mu       sync.Mutex
 	pods     map[api.UID]*podState
 	stopping bool
@@ -139,8 +145,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, c: cfg.Client, rt: cfg.Runtime, clock: cfg.Clock,
-		log:  cfg.Logger.With("node", cfg.NodeName),
-		pods: map[api.UID]*podState{},
+		log:         cfg.Logger.With("node", cfg.NodeName),
+		pods:        map[api.UID]*podState{},
+		statusSlots: make(chan struct{}, statusWriters),
 	}
 	for _, ad := range cfg.Addresses {
 		if ad.Type == api.NodeInternalIP {

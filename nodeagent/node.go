@@ -41,6 +41,13 @@ func (a *Agent) Register(ctx context.Context) error {
 	}
 	backoff := registerRetryMin
 	for {
+		// Alive before registered: the control plane may check liveness
+		// of a node the moment it exists, before the heartbeat loop starts.
+		// (The leader keeps heartbeats in memory by name; this one costs
+		// nothing if the node is refused.)
+		hctx, cancel := context.WithTimeout(ctx, a.cfg.HeartbeatPeriod)
+		_ = a.c.Heartbeat(hctx, a.cfg.NodeName)
+		cancel()
 		n, err := a.register(ctx)
 		if err == nil {
 			a.node = n
@@ -184,15 +191,16 @@ func (a *Agent) desiredNode() *api.Node {
 
 // heartbeatLoop posts a heartbeat every period (jittered by ±10%, so
 // thousands of nodes started together do not beat in step) until ctx ends.
-// A failed heartbeat is retried by the client (with back-off, across
-// servers) for up to one period; the loop itself never waits longer than a
-// period, since waiting longer is what would get the node marked
-// unreachable.
+// The client retries a failed heartbeat across servers (and after 429s)
+// for up to two periods: under load a late heartbeat still counts, where
+// giving up early and starting over would only queue again. The next beat
+// is due a period after the previous one started, never later.
 func (a *Agent) heartbeatLoop(ctx context.Context) {
 	period := a.cfg.HeartbeatPeriod
 	failures := 0
 	for {
-		hctx, cancel := context.WithTimeout(ctx, period)
+		start := a.clock.Now()
+		hctx, cancel := context.WithTimeout(ctx, 2*period)
 		err := a.c.Heartbeat(hctx, a.cfg.NodeName)
 		cancel()
 		if ctx.Err() != nil {
@@ -208,8 +216,8 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 			a.log.Info("heartbeats resumed", "after", failures)
 			failures = 0
 		}
-		jitter := time.Duration(float64(period) * (0.9 + 0.2*rand.Float64()))
-		if !a.sleep(ctx, jitter) {
+		next := time.Duration(float64(period)*(0.9+0.2*rand.Float64())) - a.clock.Now().Sub(start)
+		if !a.sleep(ctx, max(next, 0)) {
 			return
 		}
 	}

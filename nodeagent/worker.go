@@ -281,6 +281,15 @@ func (a *Agent) clearWaiting(ps *podState, name string) {
 // holds. A conflict (someone wrote the pod since we read it) is retried on
 // a fresh copy.
 func (a *Agent) writeStatus(ctx context.Context, ps *podState, pod *api.Pod, obs observation) error {
+	if statusEqual(pod.Status, podStatus(pod, obs)) {
+		return nil
+	}
+	select {
+	case a.statusSlots <- struct{}{}:
+		defer func() { <-a.statusSlots }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	for range statusRetries {
 		want := podStatus(pod, obs)
 		if statusEqual(pod.Status, want) {
@@ -293,14 +302,16 @@ func (a *Agent) writeStatus(ctx context.Context, ps *podState, pod *api.Pod, obs
 			a.observe(o.(*api.Pod))
 			return nil
 		}
-		if client.IsNotFound(err) {
-			return nil // deleted: the watch says so next
+		if client.IsNotFound(err) || isForbidden(err) {
+			// Deleted (the node authorizer answers 403, not 404, for a pod
+			// that is no longer bound to this node): the watch says so next.
+			return nil
 		}
 		if !client.IsConflict(err) {
 			return fmt.Errorf("update status: %w", err)
 		}
 		o, err = a.c.Get(ctx, api.KindPod, pod.Namespace, pod.Name)
-		if client.IsNotFound(err) {
+		if client.IsNotFound(err) || isForbidden(err) {
 			return nil
 		}
 		if err != nil {
@@ -323,6 +334,11 @@ func (a *Agent) observe(p *api.Pod) {
 	if ps := a.pods[p.UID]; ps != nil && ps.pod != nil && newerRV(p.ResourceVersion, ps.pod.ResourceVersion) {
 		ps.pod = p
 	}
+}
+
+func isForbidden(err error) bool {
+	var st *api.Status
+	return errors.As(err, &st) && st.Code == 403
 }
 
 func graceOf(pod *api.Pod) time.Duration {
