@@ -45,6 +45,7 @@ type options struct {
 	readyDelay            time.Duration
 	bin                   string
 	keep                  bool
+	logLevel              string
 }
 
 func main() {
@@ -62,6 +63,7 @@ func main() {
 	flag.DurationVar(&o.readyDelay, "ready-delay", time.Second, "simulated pods turn Running and Ready after this")
 	flag.StringVar(&o.bin, "skiff", "bin/skiff", "skiff binary (make build)")
 	flag.BoolVar(&o.keep, "keep", false, "keep data directories and logs")
+	flag.StringVar(&o.logLevel, "log-level", "info", "servers' --log-level (debug logs each scheduling batch)")
 	flag.Parse()
 	for _, s := range strings.Split(servers, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -116,7 +118,7 @@ func runOnce(ctx context.Context, o options, servers int, workload, mode string,
 	r.Keep = o.keep
 	defer r.Close()
 	r.CloseOnSignal()
-	args := []string{"--node-grace-period", o.grace.String()}
+	args := []string{"--node-grace-period", o.grace.String(), "--log-level", o.logLevel}
 	if mode == "one-by-one" {
 		args = append(args, "--scheduler-batch-size", "1")
 	}

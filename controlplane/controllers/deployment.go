@@ -250,8 +250,15 @@ func (c *Deployment) rollout(d *api.Deployment, hash string, want int32, current
 		remove = append(remove, current[:extra]...)
 	}
 	var ops []store.Op
-	for i := int32(0); i < create; i++ {
-		ops = append(ops, store.Op{Type: store.OpCreate, Object: newPodFor(d, hash)})
+	if create > 0 {
+		tmpl := newPodFor(d, hash)
+		for i := int32(0); i < create; i++ {
+			// The pods share the template's maps and slices: they are
+			// encoded into the log entry, never changed in place.
+			p := *tmpl
+			p.Name = podName(d, hash)
+			ops = append(ops, store.Op{Type: store.OpCreate, Object: &p})
+		}
 	}
 	for _, p := range remove {
 		ops = append(ops, store.Op{Type: store.OpDelete, Key: store.KeyOf(p), Preconditions: store.Preconditions{UID: p.UID}})
@@ -289,11 +296,16 @@ func sortForRemoval(ps []*api.Pod) {
 	})
 }
 
+func podName(d *api.Deployment, hash string) string {
+	return d.Name + "-" + hash + "-" + randomSuffix()
+}
+
+// newPodFor returns a new pod of d's template.
 func newPodFor(d *api.Deployment, hash string) *api.Pod {
 	info, _ := api.ByKind(api.KindPod)
 	p := info.New().(*api.Pod)
 	p.Namespace = d.Namespace
-	p.Name = fmt.Sprintf("%s-%s-%s", d.Name, hash, randomSuffix())
+	p.Name = podName(d, hash)
 	p.Labels = map[string]string{PodTemplateHashLabel: hash}
 	for k, v := range d.Spec.Template.Labels {
 		p.Labels[k] = v

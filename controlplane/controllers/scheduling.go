@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/skiffhq/skiff/api"
 	"github.com/skiffhq/skiff/controlplane/store"
@@ -192,6 +193,7 @@ func (r *schedulingRun) loop(ctx context.Context) {
 		if err != nil {
 			return
 		}
+		popped := time.Now()
 		r.cache.UpdateSnapshot(snap)
 		var placed, failed []scheduler.Result
 		for _, res := range r.sched.ScheduleBatch(snap, pods) {
@@ -210,6 +212,7 @@ func (r *schedulingRun) loop(ctx context.Context) {
 				failed = append(failed, res)
 			}
 		}
+		placedAt := time.Now()
 		select {
 		case inFlight <- struct{}{}:
 		case <-ctx.Done():
@@ -218,11 +221,14 @@ func (r *schedulingRun) loop(ctx context.Context) {
 			}
 			return
 		}
+		slot := time.Now()
 		writes.Add(1)
 		go func() {
 			defer func() { <-inFlight; writes.Done() }()
 			r.bind(ctx, placed)
 			r.reportUnschedulable(ctx, failed)
+			r.Log.Debug("scheduling batch", "pods", len(pods), "placed", len(placed), "unschedulable", len(failed),
+				"place", placedAt.Sub(popped), "waitForWriteSlot", slot.Sub(placedAt), "commit", time.Since(slot))
 		}()
 	}
 }
