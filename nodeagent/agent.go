@@ -27,6 +27,7 @@ const (
 const (
 	DefaultHeartbeatPeriod = 2 * time.Second
 	DefaultRelistPeriod    = 5 * time.Second
+	DefaultResyncPeriod    = time.Minute
 	DefaultMaxPods         = 110
 	// statusWriters bounds one agent's status writes in flight, as the
 	// kubelet's status manager does: a node starting many pods at once
@@ -69,6 +70,10 @@ type Config struct {
 	// RelistPeriod is how often the agent lists the runtime's containers
 	// to notice ones that exited on their own (default 5s).
 	RelistPeriod time.Duration
+	// ResyncPeriod is how often every pod is synced even if nothing was
+	// noticed (default 1m): the safety net for what a relist cannot see,
+	// such as a sandbox that vanished before any relist saw it.
+	ResyncPeriod time.Duration
 
 	Clock  Clock        // default RealClock
 	Logger *slog.Logger // default: discard
@@ -82,13 +87,12 @@ type Config struct {
 // watch's reader (in the client), and one worker per pod only while that
 // pod is changing. All of them end before Run returns.
 type Agent struct {
-	cfg     Config
-	c       *client.Client
-	rt      runtime.Runtime
-	clock   Clock
-	log     *slog.Logger
-	rtName  string
-	nodeRef api.ObjectReference
+	cfg    Config
+	c      *client.Client
+	rt     runtime.Runtime
+	clock  Clock
+	log    *slog.Logger
+	rtName string
 
 	// Set by Register.
 	node   *api.Node
@@ -96,6 +100,9 @@ type Agent struct {
 
 	// Set by Run once the pod CIDR is known.
 	net network.Network
+	// Owned by the event loop: what the last relist saw.
+	relisted          map[runtime.ContainerID]relisted
+	relistedSandboxes map[runtime.SandboxID]api.UID
 
 	statusSlots chan struct{} // statusWriters tokens
 
@@ -124,6 +131,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.RelistPeriod <= 0 {
 		cfg.RelistPeriod = DefaultRelistPeriod
+	}
+	if cfg.ResyncPeriod <= 0 {
+		cfg.ResyncPeriod = DefaultResyncPeriod
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = RealClock{}
@@ -165,11 +175,16 @@ func (a *Agent) NodeName() string { return a.cfg.NodeName }
 func (a *Agent) Node() *api.Node { return a.node }
 
 // Run registers the node (unless Register already did), then heartbeats
-// and runs the node's pods until ctx ends. Pods keep running when Run
-// returns: an agent started again on the same runtime adopts them.
+// and runs the node's pods until ctx ends, and returns nil then; an error
+// means the node could not run at all (refused registration, no runtime).
+// Pods keep running when Run returns: an agent started again on the same
+// runtime adopts them.
 func (a *Agent) Run(ctx context.Context) error {
 	if a.node == nil {
 		if err := a.Register(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
 	}

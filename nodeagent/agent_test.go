@@ -47,6 +47,7 @@ func startAgent(t *testing.T, c *client.Client, name string, rt runtime.Runtime)
 		Version:         "test",
 		HeartbeatPeriod: 100 * time.Millisecond,
 		RelistPeriod:    50 * time.Millisecond,
+		ResyncPeriod:    300 * time.Millisecond,
 		Logger:          testLogger(t).With("test", t.Name()),
 	})
 	if err != nil {
@@ -398,5 +399,30 @@ func TestAgentRegistersOverExistingNode(t *testing.T) {
 	got := getNode(t, cl.Admin, "node-e")
 	if got.Labels["team"] != "infra" || got.Labels["topology.kubernetes.io/zone"] != "z1" || got.Labels[nodeagent.LabelHostname] != "node-e" {
 		t.Errorf("labels = %v", got.Labels)
+	}
+}
+
+// A sandbox removed behind the agent's back (its namespace gone) is
+// replaced: the pod comes back Ready in a new sandbox.
+func TestAgentReplacesVanishedSandbox(t *testing.T) {
+	cl := testcluster.Start(t, testcluster.Options{})
+	rt := fake.New(fake.Options{})
+	startAgent(t, cl.NodeClient(t, "node-v"), "node-v", rt)
+	createPod(t, cl.Admin, "phoenix", "node-v")
+	before := waitPod(t, cl.Admin, "phoenix", "Ready", podReady)
+	ctx := context.Background()
+	sbs, _ := rt.ListSandboxes(ctx)
+	if len(sbs) != 1 {
+		t.Fatalf("%d sandboxes, want 1", len(sbs))
+	}
+	if err := rt.RemoveSandbox(ctx, sbs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	waitPod(t, cl.Admin, "phoenix", "Ready in a new sandbox", func(p *api.Pod) bool {
+		return podReady(p) && p.Status.ContainerStatuses[0].ContainerID != before.Status.ContainerStatuses[0].ContainerID
+	})
+	sbs, _ = rt.ListSandboxes(ctx)
+	if len(sbs) != 1 || sbs[0].Pod.Attempt != 1 {
+		t.Errorf("sandboxes after the replacement: %+v, want one, attempt 1", sbs)
 	}
 }

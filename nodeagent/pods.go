@@ -28,16 +28,15 @@ type podState struct {
 	seen    uint64   // relist generation that last listed it
 
 	// Owned by the worker.
-	meta       runtime.PodMeta
-	sandbox    runtime.SandboxID
-	stale      []runtime.SandboxID // older sandboxes of the pod, to remove
-	netns      string
-	ip         netip.Addr
-	attached   bool
-	failures   int                   // consecutive failed syncs, for back-off
-	waiting    map[string]waitReason // why a container is not running
-	crash      map[string]crashLoop  // restart back-off per container
-	lastSynced *api.Pod              // pod whose status was last written or confirmed
+	meta     runtime.PodMeta
+	sandbox  runtime.SandboxID
+	stale    []runtime.SandboxID // older sandboxes of the pod, to remove
+	netns    string
+	ip       netip.Addr
+	attached bool
+	failures int                   // consecutive failed syncs, for back-off
+	waiting  map[string]waitReason // why a container is not running
+	crash    map[string]crashLoop  // restart back-off per container
 }
 
 // waitReason is what a container waits for (the Waiting state it shows).
@@ -197,6 +196,7 @@ func (a *Agent) watch(ctx context.Context, opts client.ListOptions, rv string, r
 	}
 	defer w.Stop()
 	relist := a.clock.After(a.cfg.RelistPeriod)
+	resync := a.clock.After(a.cfg.ResyncPeriod)
 	sweepPending := false
 	for {
 		select {
@@ -205,6 +205,9 @@ func (a *Agent) watch(ctx context.Context, opts client.ListOptions, rv string, r
 		case <-relist:
 			a.relist(ctx)
 			relist = a.clock.After(a.cfg.RelistPeriod)
+		case <-resync:
+			a.resync(ctx)
+			resync = a.clock.After(a.cfg.ResyncPeriod)
 		case ev, ok := <-w.Events():
 			if !ok {
 				if err := w.Err(); err != nil {
@@ -283,10 +286,28 @@ func (a *Agent) sweep(ctx context.Context, gen uint64) {
 	}
 }
 
-// relist is the agent's pod lifecycle event generator: it lists the
-// runtime's containers and wakes the worker of every pod whose containers
-// changed state on their own (exited, vanished), and of every sandbox no
-// pod claims.
+// resync wakes the worker of every pod the API still has.
+func (a *Agent) resync(ctx context.Context) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, ps := range a.pods {
+		if !ps.gone && ps.pod != nil {
+			a.kick(ctx, ps)
+		}
+	}
+}
+
+// relisted is a container as the last relist saw it.
+type relisted struct {
+	pod   api.UID
+	state runtime.ContainerState
+}
+
+// relist is the agent's pod lifecycle event generator (the kubelet's
+// PLEG): it lists the runtime and wakes the worker of every pod whose
+// containers changed state since the last relist (exited, vanished,
+// appeared) or whose sandbox is not ready, and of every sandbox no pod
+// claims. A pod whose containers stay as they were costs nothing.
 func (a *Agent) relist(ctx context.Context) {
 	sbs, err := a.rt.ListSandboxes(ctx)
 	if err != nil {
@@ -302,12 +323,28 @@ func (a *Agent) relist(ctx context.Context) {
 	for _, sb := range sbs {
 		owner[sb.ID] = sb.Pod.UID
 	}
-	exited := map[api.UID]bool{}
-	for _, c := range cs {
-		if c.State == runtime.ContainerExited || c.State == runtime.ContainerUnknown {
-			exited[owner[c.SandboxID]] = true
+	changed := map[api.UID]bool{}
+	for id, uid := range a.relistedSandboxes {
+		if _, ok := owner[id]; !ok {
+			changed[uid] = true // the sandbox vanished
 		}
 	}
+	a.relistedSandboxes = owner
+	now := make(map[runtime.ContainerID]relisted, len(cs))
+	for _, c := range cs {
+		r := relisted{pod: owner[c.SandboxID], state: c.State}
+		now[c.ID] = r
+		if prev, ok := a.relisted[c.ID]; !ok || prev != r {
+			changed[r.pod] = true
+		}
+	}
+	for id, r := range a.relisted {
+		if _, ok := now[id]; !ok {
+			changed[r.pod] = true // vanished
+		}
+	}
+	a.relisted = now
+
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, sb := range sbs {
@@ -320,8 +357,14 @@ func (a *Agent) relist(ctx context.Context) {
 			a.kick(ctx, ps)
 			continue
 		}
-		if exited[sb.Pod.UID] || sb.State != runtime.SandboxReady {
+		if changed[sb.Pod.UID] || sb.State != runtime.SandboxReady {
 			a.kick(ctx, ps)
+			delete(changed, sb.Pod.UID)
+		}
+	}
+	for uid := range changed {
+		if ps := a.pods[uid]; ps != nil {
+			a.kick(ctx, ps) // its sandbox is gone
 		}
 	}
 }

@@ -26,9 +26,10 @@ import (
 const (
 	DefaultPrefix      = "sim-"
 	DefaultConcurrency = 32
-	// DefaultRelistPeriod is longer than a real agent's: a fake container
-	// only exits when a test makes it.
+	// DefaultRelistPeriod and DefaultResyncPeriod are longer than a real
+	// agent's: a fake container only exits when a test makes it.
 	DefaultRelistPeriod = 30 * time.Second
+	DefaultResyncPeriod = 5 * time.Minute
 )
 
 // DefaultAddressBase starts the nodes' InternalIPs: 198.18.0.0/15 is
@@ -192,6 +193,12 @@ func (f *Fleet) Wait() error {
 	return nil
 }
 
+// Stop stops every node and waits for them.
+func (f *Fleet) Stop() {
+	f.stop(context.Canceled)
+	f.running.Wait()
+}
+
 func (f *Fleet) address(i int) netip.Addr {
 	a := f.cfg.AddressBase
 	for range i + 1 {
@@ -247,6 +254,7 @@ func (f *Fleet) startNode(ctx context.Context, i int) (*Node, error) {
 		Version:         f.cfg.Version,
 		HeartbeatPeriod: f.cfg.HeartbeatPeriod,
 		RelistPeriod:    f.cfg.RelistPeriod,
+		ResyncPeriod:    DefaultResyncPeriod,
 		Logger:          f.log,
 	})
 	if err != nil {
