@@ -157,6 +157,25 @@ func (c *Cache) removeLocked(key PodKey, cp *cachedPod) {
 func (c *Cache) AssumePod(pod *api.Pod, nodeName string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.assumeLocked(pod, nodeName)
+}
+
+// AssumePods assumes each placed result (NodeName set) under one lock, as
+// AssumePod does; errs[i] is the error of results[i] (nil if assumed or
+// not placed).
+func (c *Cache) AssumePods(results []Result) (errs []error) {
+	errs = make([]error, len(results))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, r := range results {
+		if r.NodeName != "" {
+			errs[i] = c.assumeLocked(r.Pod, r.NodeName)
+		}
+	}
+	return errs
+}
+
+func (c *Cache) assumeLocked(pod *api.Pod, nodeName string) error {
 	key := KeyOf(pod)
 	if old := c.pods[key]; old != nil {
 		if !old.assumed {

@@ -195,11 +195,15 @@ func (r *schedulingRun) loop(ctx context.Context) {
 		}
 		popped := time.Now()
 		r.cache.UpdateSnapshot(snap)
+		snapped := time.Now()
+		results := r.sched.ScheduleBatch(snap, pods)
+		scheduled := time.Now()
+		assumeErrs := r.cache.AssumePods(results)
 		var placed, failed []scheduler.Result
-		for _, res := range r.sched.ScheduleBatch(snap, pods) {
+		for i, res := range results {
 			switch {
 			case res.NodeName != "":
-				if err := r.cache.AssumePod(res.Pod, res.NodeName); err != nil {
+				if assumeErrs[i] != nil {
 					// Bound meanwhile (the watch was faster): done.
 					r.queue.Backoff(res.Pod)
 					continue
@@ -228,7 +232,8 @@ func (r *schedulingRun) loop(ctx context.Context) {
 			r.bind(ctx, placed)
 			r.reportUnschedulable(ctx, failed)
 			r.Log.Debug("scheduling batch", "pods", len(pods), "placed", len(placed), "unschedulable", len(failed),
-				"place", placedAt.Sub(popped), "waitForWriteSlot", slot.Sub(placedAt), "commit", time.Since(slot))
+				"snapshot", snapped.Sub(popped), "schedule", scheduled.Sub(snapped), "assume", placedAt.Sub(scheduled),
+				"waitForWriteSlot", slot.Sub(placedAt), "commit", time.Since(slot))
 		}()
 	}
 }

@@ -197,6 +197,7 @@ type racingStore struct {
 	waiting  int
 	release  chan struct{}
 	rejected int
+	log      []string
 }
 
 func (r *racingStore) Batch(ctx context.Context, ops []store.Op) ([]store.Result, error) {
@@ -214,6 +215,13 @@ func (r *racingStore) Batch(ctx context.Context, ops []store.Op) ([]store.Result
 	}
 	res, err := r.Store.Batch(ctx, ops)
 	r.mu.Lock()
+	if len(ops) > 0 && ops[0].Type == store.OpBind {
+		var errs []error
+		for _, x := range res {
+			errs = append(errs, x.Err)
+		}
+		r.log = append(r.log, fmt.Sprintf("bind batch of %d (%s...): err %v, results %v", len(ops), ops[0].Key.Name, err, errs))
+	}
 	for _, x := range res {
 		if errors.Is(x.Err, store.ErrConflict) {
 			r.rejected++
@@ -260,11 +268,18 @@ func TestSchedulingNeverOvercommits(t *testing.T) {
 		}
 		return boundCount(ps) == 10 && unsched == 20
 	})
-	race.mu.Lock()
-	rejected := race.rejected
-	race.mu.Unlock()
+	// The loser's batch may still be on its way back.
+	var rejected int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		race.mu.Lock()
+		rejected = race.rejected
+		race.mu.Unlock()
+		if rejected >= 10 {
+			break
+		}
+	}
 	if rejected < 10 {
-		t.Fatalf("the two schedulers did not race (%d bindings rejected; want ≥ 10)", rejected)
+		t.Fatalf("the two schedulers did not race (%d bindings rejected; want ≥ 10): %v", rejected, race.log)
 	}
 	t.Logf("%d racing bindings rejected by the store", rejected)
 }
