@@ -51,7 +51,6 @@ func (a *Agent) Register(ctx context.Context) error {
 		n, err := a.register(ctx)
 		if err == nil {
 			a.node = n
-			a.nodeRef = api.ObjectReference{Kind: string(api.KindNode), Name: n.Name, UID: n.UID}
 			a.log.Debug("node registered", "podCIDR", n.Spec.PodCIDR)
 			return nil
 		}
