@@ -94,8 +94,6 @@ type Agent struct {
 	log    *slog.Logger
 	rtName string
 
-	// Set by Register.
-	node   *api.Node
 	hostIP string
 
 	// Set by Run once the pod CIDR is known.
@@ -107,6 +105,7 @@ type Agent struct {
 	statusSlots chan struct{} // statusWriters tokens
 
 	mu       sync.Mutex
+	node     *api.Node // set by Register, and by Run once it has a pod CIDR
 	pods     map[api.UID]*podState
 	stopping bool
 	workers  sync.WaitGroup
@@ -172,7 +171,17 @@ func New(cfg Config) (*Agent, error) {
 func (a *Agent) NodeName() string { return a.cfg.NodeName }
 
 // Node is the Node as last registered (nil before Register).
-func (a *Agent) Node() *api.Node { return a.node }
+func (a *Agent) Node() *api.Node {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.node
+}
+
+func (a *Agent) setNode(n *api.Node) {
+	a.mu.Lock()
+	a.node = n
+	a.mu.Unlock()
+}
 
 // Run registers the node (unless Register already did), then heartbeats
 // and runs the node's pods until ctx ends, and returns nil then; an error
@@ -180,7 +189,7 @@ func (a *Agent) Node() *api.Node { return a.node }
 // Pods keep running when Run returns: an agent started again on the same
 // runtime adopts them.
 func (a *Agent) Run(ctx context.Context) error {
-	if a.node == nil {
+	if a.Node() == nil {
 		if err := a.Register(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil

@@ -50,7 +50,7 @@ func (a *Agent) Register(ctx context.Context) error {
 		cancel()
 		n, err := a.register(ctx)
 		if err == nil {
-			a.node = n
+			a.setNode(n)
 			a.log.Debug("node registered", "podCIDR", n.Spec.PodCIDR)
 			return nil
 		}

@@ -110,7 +110,7 @@ func (a *Agent) runPods(ctx context.Context) error {
 // it when the node is created; a full cluster CIDR leaves none until an
 // operator widens it) and builds the pod network over it.
 func (a *Agent) setupNetwork(ctx context.Context) error {
-	n := a.node
+	n := a.Node()
 	for delay := time.Second; n.Spec.PodCIDR == ""; delay = min(2*delay, 30*time.Second) {
 		a.log.Warn("the node has no pod CIDR yet; waiting", "in", delay)
 		if !a.sleep(ctx, delay) {
@@ -121,8 +121,8 @@ func (a *Agent) setupNetwork(ctx context.Context) error {
 			continue
 		}
 		n = o.(*api.Node)
+		a.setNode(n)
 	}
-	a.node = n
 	cidr, err := netip.ParsePrefix(n.Spec.PodCIDR)
 	if err != nil {
 		return fmt.Errorf("nodeagent: node %s: spec.podCIDR %q: %w", n.Name, n.Spec.PodCIDR, err)

@@ -200,9 +200,16 @@ func (f *Fleet) Stop() {
 }
 
 func (f *Fleet) address(i int) netip.Addr {
-	a := f.cfg.AddressBase
-	for range i + 1 {
-		a = a.Next()
+	b := f.cfg.AddressBase.As16()
+	carry := uint64(i) + 1
+	for j := 15; j >= 0 && carry > 0; j-- {
+		sum := uint64(b[j]) + carry&0xff
+		b[j] = byte(sum)
+		carry = carry>>8 + sum>>8
+	}
+	a := netip.AddrFrom16(b)
+	if f.cfg.AddressBase.Is4() {
+		a = a.Unmap()
 	}
 	return a
 }
