@@ -23,3 +23,25 @@ func TestImports(t *testing.T) {
 		}
 	}
 }
+
+// TestLeafImports keeps the runtime and network packages (and their
+// implementations) free of the client and the agent: a runtime is usable
+// on its own, and the containerd one will be too.
+func TestLeafImports(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "./runtime/...", "./network/...").Output()
+	if err != nil {
+		t.Skipf("go list unavailable: %v", err)
+	}
+	allowed := map[string]bool{
+		"github.com/skiffhq/skiff/api":                           true,
+		"github.com/skiffhq/skiff/nodeagent/runtime":             true,
+		"github.com/skiffhq/skiff/nodeagent/runtime/fake":        true,
+		"github.com/skiffhq/skiff/nodeagent/runtime/runtimetest": true,
+		"github.com/skiffhq/skiff/nodeagent/network":             true,
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, "github.com/skiffhq/skiff/") && !allowed[dep] {
+			t.Errorf("runtime or network depends on %s", dep)
+		}
+	}
+}
