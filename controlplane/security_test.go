@@ -195,7 +195,7 @@ func TestAuthorizationOnARealServer(t *testing.T) {
 		{"node reports its pod's status", nodeA, "", "PUT", pods + "/pa/status", fmt.Sprintf(podJSON, "pa", "a", ""), http.StatusOK},
 		{"node heartbeats its node status", nodeA, "", "PUT", "/api/v1/nodes/a/status", fmt.Sprintf(nodeJSON, "a", ""), http.StatusOK},
 		{"node reads services", nodeA, "", "GET", "/api/v1/namespaces/default/services", "", http.StatusOK},
-		{"node heartbeats", nodeA, "", "POST", "/skiff/v1/heartbeats/a", "", http.StatusOK},
+		{"node heartbeats", nodeA, "", "POST", "/skiff/v1/heartbeats/a", "", http.StatusNoContent},
 		{"node heartbeats for another node", nodeA, "", "POST", "/skiff/v1/heartbeats/b", "", http.StatusForbidden},
 		{"user heartbeats for a node", anon, viewToken, "POST", "/skiff/v1/heartbeats/a", "", http.StatusForbidden},
 		{"privileged pod refused by default", s.admin, "", "POST", pods, fmt.Sprintf(podJSON, "priv", "", `,"securityContext":{"privileged":true}`), http.StatusForbidden},
@@ -374,7 +374,7 @@ func TestFloodDoesNotStarveNodeHeartbeats(t *testing.T) {
 				if err == nil {
 					io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
-					if resp.StatusCode == http.StatusOK {
+					if resp.StatusCode == http.StatusNoContent {
 						if gap := time.Since(last); gap > maxGap[i] {
 							maxGap[i] = gap
 						}

@@ -27,6 +27,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/skiffhq/skiff/api"
@@ -155,7 +156,8 @@ func runOnce(ctx context.Context, o options, servers int, workload, mode string,
 			"--ready-delay", o.readyDelay.String(), "--heartbeat-period", o.heartbeat.String(),
 			"--cpu", "8", "--memory", "32Gi", "--max-pods", "110")
 	}
-	if _, err := startAgents("agents-main", "sim-a-", o.nodes-lost); err != nil {
+	mainAgents, err := startAgents("agents-main", "sim-a-", o.nodes-lost)
+	if err != nil {
 		return result{}, err
 	}
 	doomed, err := startAgents("agents-lost", "sim-b-", lost)
@@ -174,6 +176,11 @@ func runOnce(ctx context.Context, o options, servers int, workload, mode string,
 	}
 	defer tr.stop()
 	deployments := o.pods / o.replicas
+	procs := map[string][]*cluster.Proc{"agents": {mainAgents, doomed}}
+	for _, srv := range sk.Servers {
+		procs["servers"] = append(procs["servers"], srv.Proc)
+	}
+	cpu0 := sampleCPU(procs)
 	t0 := time.Now()
 	if err := createDeployments(ctx, c, deployments, o.replicas, workload == "anti-affinity"); err != nil {
 		return result{}, err
@@ -181,6 +188,7 @@ func runOnce(ctx context.Context, o options, servers int, workload, mode string,
 	if err := tr.waitBound(ctx, deployments*o.replicas, 10*time.Minute); err != nil {
 		return result{}, err
 	}
+	cpuUse := sampleCPU(procs).since(cpu0)
 	total := tr.lastBound().Sub(t0)
 	rate := float64(deployments*o.replicas) / total.Seconds()
 	p50, p99 := tr.latencies()
@@ -190,6 +198,7 @@ func runOnce(ctx context.Context, o options, servers int, workload, mode string,
 	}
 	rss := rssMiB(leader.Proc.PID())
 	fmt.Printf("  %-3d %-14s %-9s %9.0f %9.1f %9.1f %9.2f %8d\n", servers, workload, mode, rate, ms(p50), ms(p99), total.Seconds(), rss)
+	fmt.Printf("#     CPU while binding: %s\n", cpuUse)
 
 	if nodeLoss {
 		if err := measureNodeLoss(ctx, c, tr, doomed, "sim-b-", deployments*o.replicas, o); err != nil {
@@ -457,4 +466,53 @@ func rssMiB(pid int) int64 {
 		}
 	}
 	return -1
+}
+
+// cpuSample is CPU time used so far: per group of processes, by this
+// program, and by the whole machine (from /proc/stat).
+type cpuSample struct {
+	at                 time.Time
+	groups             map[string]time.Duration
+	self               time.Duration
+	busy, user, system time.Duration // machine-wide
+}
+
+func sampleCPU(procs map[string][]*cluster.Proc) cpuSample {
+	s := cpuSample{at: time.Now(), groups: map[string]time.Duration{}}
+	for g, ps := range procs {
+		for _, p := range ps {
+			if d, err := p.CPU(); err == nil {
+				s.groups[g] += d
+			}
+		}
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		s.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		// cpu  user nice system idle iowait irq softirq steal ...
+		f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+		tick := func(i int) time.Duration {
+			v, _ := strconv.ParseInt(f[i], 10, 64)
+			return time.Duration(v) * 10 * time.Millisecond // USER_HZ = 100
+		}
+		if len(f) > 8 {
+			s.user = tick(1) + tick(2)
+			s.system = tick(3) + tick(6) + tick(7)
+			s.busy = s.user + s.system + tick(8)
+		}
+	}
+	return s
+}
+
+// since describes the CPU used between a and s.
+func (s cpuSample) since(a cpuSample) string {
+	wall := s.at.Sub(a.at)
+	cores := float64(runtime.NumCPU())
+	secs := func(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) }
+	out := fmt.Sprintf("%.1fs wall; servers %s, agents %s, this program %s; machine %.0f%% busy (user %s, system+irq %s)",
+		wall.Seconds(), secs(s.groups["servers"]-a.groups["servers"]), secs(s.groups["agents"]-a.groups["agents"]),
+		secs(s.self-a.self), 100*(s.busy-a.busy).Seconds()/(wall.Seconds()*cores), secs(s.user-a.user), secs(s.system-a.system))
+	return out
 }

@@ -95,7 +95,7 @@ func TestHeartbeatsHoldNoGateSlot(t *testing.T) {
 	}
 	release()
 	for range 3 {
-		if c := <-codes; c != http.StatusOK {
+		if c := <-codes; c != http.StatusNoContent {
 			t.Errorf("heartbeat: %d", c)
 		}
 	}
