@@ -4,9 +4,11 @@
 # in temporary directories and kills them by PID when it ends.
 #
 # Knobs (environment): BENCH_CLIENTS (1,16,256), BENCH_DURATION (10s),
-# BENCH_ROUNDS (1), BENCH_TRIALS (20), BENCH_PODS (10000), BENCH_ONLY
-# (a space-separated subset of: writes failover rss), BENCH_RESULTS (a
-# directory to also write each program's output to).
+# BENCH_ROUNDS (1), BENCH_TRIALS (20), BENCH_PODS (10000), BENCH_NODES
+# (5000 simulated nodes) and BENCH_SCHED_PODS (50000) for the scheduler,
+# BENCH_ONLY (a space-separated subset of: writes failover rss scheduler;
+# the scheduler alone takes ~30 minutes), BENCH_RESULTS (a directory to
+# also write each program's output to).
 set -euo pipefail
 set -u
 
@@ -17,7 +19,9 @@ duration=${BENCH_DURATION:-10s}
 rounds=${BENCH_ROUNDS:-1}
 trials=${BENCH_TRIALS:-20}
 pods=${BENCH_PODS:-10000}
-only=${BENCH_ONLY:-writes failover rss}
+nodes=${BENCH_NODES:-5000}
+sched_pods=${BENCH_SCHED_PODS:-50000}
+only=${BENCH_ONLY:-writes failover rss scheduler}
 results=${BENCH_RESULTS:-}
 
 echo "==> make build"
@@ -55,3 +59,4 @@ run() {
 run writes -clients "$clients" -duration "$duration" -rounds "$rounds"
 run failover -trials "$trials"
 run rss -pods "$pods"
+run scheduler -nodes "$nodes" -pods "$sched_pods"
