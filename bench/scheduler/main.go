@@ -199,6 +199,11 @@ func runOnce(ctx context.Context, o options, servers int, workload, mode string,
 	rss := rssMiB(leader.Proc.PID())
 	fmt.Printf("  %-3d %-14s %-9s %9.0f %9.1f %9.1f %9.2f %8d\n", servers, workload, mode, rate, ms(p50), ms(p99), total.Seconds(), rss)
 	fmt.Printf("#     CPU while binding: %s\n", cpuUse)
+	if m, err := schedulerMetrics(sk, leader); err == nil {
+		fmt.Printf("#     scheduler: %s\n", m)
+	} else {
+		fmt.Fprintf(os.Stderr, "# scheduler metrics: %v\n", err)
+	}
 
 	if nodeLoss {
 		if err := measureNodeLoss(ctx, c, tr, doomed, "sim-b-", deployments*o.replicas, o); err != nil {
@@ -515,4 +520,40 @@ func (s cpuSample) since(a cpuSample) string {
 		wall.Seconds(), secs(s.groups["servers"]-a.groups["servers"]), secs(s.groups["agents"]-a.groups["agents"]),
 		secs(s.self-a.self), 100*(s.busy-a.busy).Seconds()/(wall.Seconds()*cores), secs(s.user-a.user), secs(s.system-a.system))
 	return out
+}
+
+// schedulerMetrics summarises the leader's scheduler metrics: the time its
+// plugins took per pod (wall time: it includes waiting for a CPU) and the
+// mean batch (pods placed per cycle; a cycle's bindings are one store
+// write).
+func schedulerMetrics(sk *cluster.Skiff, leader *cluster.SkiffServer) (string, error) {
+	hc := sk.HTTPClient(10*time.Second, 1)
+	resp, err := hc.Get(leader.URL() + "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	vals := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") {
+			continue
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err == nil {
+			vals[name] = f
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", err
+	}
+	attempts, secs := vals["skiff_scheduler_attempt_duration_seconds_count"], vals["skiff_scheduler_attempt_duration_seconds_sum"]
+	batches, bound := vals["skiff_scheduler_batch_size_count"], vals["skiff_scheduler_batch_size_sum"]
+	if attempts == 0 || batches == 0 {
+		return "", fmt.Errorf("no scheduler metrics on %s", leader.URL())
+	}
+	return fmt.Sprintf("%.0f attempts, %.1f µs each (%.0f pods/s of scheduler time); %.0f batches of %.0f pods on average",
+		attempts, 1e6*secs/attempts, attempts/secs, batches, bound/batches), nil
 }
