@@ -119,7 +119,9 @@ func runOnce(ctx context.Context, o options, servers int, workload, mode string,
 	r.Keep = o.keep
 	defer r.Close()
 	r.CloseOnSignal()
-	args := []string{"--node-grace-period", o.grace.String(), "--log-level", o.logLevel}
+	// The default cluster CIDR (10.244.0.0/16) has room for 256 node pod
+	// CIDRs of /24; 10.128.0.0/9 has 32,768.
+	args := []string{"--node-grace-period", o.grace.String(), "--log-level", o.logLevel, "--cluster-cidr", "10.128.0.0/9"}
 	if mode == "one-by-one" {
 		args = append(args, "--scheduler-batch-size", "1")
 	}
