@@ -20,6 +20,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"runtime"
 	"slices"
@@ -535,6 +536,9 @@ func schedulerMetrics(sk *cluster.Skiff, leader *cluster.SkiffServer) (string, e
 		return "", err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s/metrics: %s", leader.URL(), resp.Status)
+	}
 	vals := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -556,6 +560,15 @@ func schedulerMetrics(sk *cluster.Skiff, leader *cluster.SkiffServer) (string, e
 	if attempts == 0 || batches == 0 {
 		return "", fmt.Errorf("no scheduler metrics on %s", leader.URL())
 	}
-	return fmt.Sprintf("%.0f attempts, %.1f µs each (%.0f pods/s of scheduler time); %.0f batches of %.0f pods on average",
-		attempts, 1e6*secs/attempts, attempts/secs, batches, bound/batches), nil
+	// API requests by verb and resource: what the agents and controllers
+	// cost the server.
+	var reqs []string
+	for name, v := range vals {
+		if rest, ok := strings.CutPrefix(name, "skiff_apiserver_requests_total{"); ok && v >= 1000 {
+			reqs = append(reqs, fmt.Sprintf("%s %.0f", strings.TrimSuffix(rest, "}"), v))
+		}
+	}
+	slices.Sort(reqs)
+	return fmt.Sprintf("%.0f attempts, %.1f µs each (%.0f pods/s of scheduler time); %.0f batches of %.0f pods on average; API requests ≥ 1000: %s",
+		attempts, 1e6*secs/attempts, attempts/secs, batches, bound/batches, strings.Join(reqs, "; ")), nil
 }
