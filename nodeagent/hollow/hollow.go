@@ -32,6 +32,15 @@ const (
 	DefaultResyncPeriod = 5 * time.Minute
 )
 
+// DefaultCapacity is a simulated node's unless told otherwise.
+func DefaultCapacity() api.ResourceList {
+	return api.ResourceList{
+		api.ResourceCPU:    api.MustParseQuantity("4"),
+		api.ResourceMemory: api.MustParseQuantity("16Gi"),
+		api.ResourcePods:   api.NewQuantity(110, api.DecimalSI),
+	}
+}
+
 // DefaultAddressBase starts the nodes' InternalIPs: 198.18.0.0/15 is
 // reserved for benchmarking (RFC 2544), so simulated addresses collide
 // with nothing real. Node i gets DefaultAddressBase + i + 1.
@@ -47,7 +56,7 @@ type Config struct {
 	// (zero-padded to the width of the largest index).
 	Nodes  int
 	Prefix string // default DefaultPrefix
-	// Capacity of each node (cpu, memory, pods).
+	// Capacity of each node (default DefaultCapacity).
 	Capacity api.ResourceList
 	// Labels added to every node (those a node may set on itself).
 	Labels map[string]string
@@ -113,6 +122,9 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultPrefix
+	}
+	if cfg.Capacity == nil {
+		cfg.Capacity = DefaultCapacity()
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = DefaultConcurrency
