@@ -141,6 +141,11 @@ func runOnce(ctx context.Context, o options, servers int, workload, mode string,
 	if err != nil {
 		return result{}, err
 	}
+	// Found now: under the load below, the members endpoint may be slow.
+	leader, err := sk.Leader(ctx, 10*time.Second)
+	if err != nil {
+		return result{}, err
+	}
 	tok, err := c.CreateToken(ctx, client.TokenRequest{Usage: "agent", Description: "bench/scheduler"})
 	if err != nil {
 		return result{}, fmt.Errorf("create an agent token: %w", err)
@@ -195,10 +200,6 @@ func runOnce(ctx context.Context, o options, servers int, workload, mode string,
 	total := tr.lastBound().Sub(t0)
 	rate := float64(deployments*o.replicas) / total.Seconds()
 	p50, p99 := tr.latencies()
-	leader, err := sk.Leader(ctx, 10*time.Second)
-	if err != nil {
-		return result{}, err
-	}
 	rss := rssMiB(leader.Proc.PID())
 	fmt.Printf("  %-3d %-14s %-9s %9.0f %9.1f %9.1f %9.2f %8d\n", servers, workload, mode, rate, ms(p50), ms(p99), total.Seconds(), rss)
 	fmt.Printf("#     CPU while binding: %s\n", cpuUse)
@@ -530,7 +531,7 @@ func (s cpuSample) since(a cpuSample) string {
 // mean batch (pods placed per cycle; a cycle's bindings are one store
 // write).
 func schedulerMetrics(sk *cluster.Skiff, leader *cluster.SkiffServer) (string, error) {
-	hc := sk.HTTPClient(10*time.Second, 1)
+	hc := sk.HTTPClient(60*time.Second, 1)
 	resp, err := hc.Get(leader.URL() + "/metrics")
 	if err != nil {
 		return "", err

@@ -51,7 +51,9 @@ func (l *Liveness) LastSeen(node string) time.Time {
 // Ready=Unknown with a NoExecute unreachable taint, evicts their pods that
 // do not tolerate it (their controllers replace them elsewhere), and undoes
 // the mark when heartbeats resume. A new leader gives every node a full
-// grace period from the moment it took over.
+// grace period from the moment it took over, and a node that appears later
+// gets one from the pass that first sees it (its agent may heartbeat just
+// after creating it).
 type NodeLifecycle struct {
 	Store    Store
 	Log      *slog.Logger
@@ -61,6 +63,8 @@ type NodeLifecycle struct {
 	Now      func() time.Time // default time.Now
 
 	start time.Time
+	// firstSeen is when a pass first saw each node (this term).
+	firstSeen map[string]time.Time
 }
 
 // Name implements Controller.
@@ -106,12 +110,21 @@ func (c *NodeLifecycle) Check(ctx context.Context) error {
 		return err
 	}
 	now := c.Now()
+	seen := make(map[string]time.Time, len(nodes))
 	var errs []error
 	for _, o := range nodes {
 		n := o.(*api.Node)
+		first, ok := c.firstSeen[n.Name]
+		if !ok {
+			first = now
+		}
+		seen[n.Name] = first
 		last := c.Liveness.LastSeen(n.Name)
 		if last.Before(c.start) {
 			last = c.start
+		}
+		if last.Before(first) {
+			last = first
 		}
 		silent := now.Sub(last) > c.Grace
 		marked := hasTaint(n, TaintNodeUnreachable)
@@ -124,6 +137,7 @@ func (c *NodeLifecycle) Check(ctx context.Context) error {
 			errs = append(errs, c.markReachable(ctx, n))
 		}
 	}
+	c.firstSeen = seen // forgets deleted nodes
 	return errors.Join(errs...)
 }
 

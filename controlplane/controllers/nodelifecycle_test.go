@@ -127,4 +127,34 @@ func TestNodeLifecycle(t *testing.T) {
 	if n := node("silent"); hasTaint(n, TaintNodeUnreachable) || ready(n) != api.ConditionTrue {
 		t.Fatalf("recovered node still marked: %+v %s", n.Spec.Taints, ready(n))
 	}
+
+	// A node created long after the leader started, whose agent has not
+	// heartbeated yet, gets a full grace period from when it is first seen.
+	late := nodeInfo.New().(*api.Node)
+	late.Name = "late"
+	late.Status.Conditions = []api.NodeCondition{{Type: api.NodeReady, Status: api.ConditionTrue}}
+	if _, err := st.Create(ctx, late); err != nil {
+		t.Fatal(err)
+	}
+	live.Heartbeat("alive")
+	live.Heartbeat("silent")
+	if err := c.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(9 * time.Second)
+	live.Heartbeat("alive")
+	live.Heartbeat("silent")
+	if err := c.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if hasTaint(node("late"), TaintNodeUnreachable) {
+		t.Fatal("a new node was marked unreachable before a grace period since it appeared")
+	}
+	clock.Advance(2 * time.Second)
+	if err := c.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !hasTaint(node("late"), TaintNodeUnreachable) {
+		t.Fatal("a new node that never heartbeated was not marked after its grace period")
+	}
 }
