@@ -200,6 +200,11 @@ func (f *FSM) applyOne(index uint64, pos int, unixNano int64, ts *api.Time, r re
 	what := describe(r.Kind, r.Namespace, r.Name)
 	rv := strconv.FormatUint(index, 10)
 	info, _ := api.ByKind(r.Kind)
+	if (r.Type == OpCreate || r.Type == OpUpdate || r.Type == OpUpdateStatus) && o == nil {
+		// Only a corrupt or hand-made entry: the write path always encodes
+		// the object.
+		return Result{Err: fmt.Errorf("%w: %s: the write carries no object", ErrInvalid, what)}, event{}
+	}
 	switch r.Type {
 	case opPutSystem:
 		t := SystemTable(r.Kind)
