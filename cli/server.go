@@ -18,9 +18,9 @@ import (
 
 	"github.com/skiffhq/skiff/client"
 	"github.com/skiffhq/skiff/cloudprovider"
-	"github.com/skiffhq/skiff/scheduler"
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/store"
+	"github.com/skiffhq/skiff/scheduler"
 )
 
 // logFlags are the logging flags of the commands that run daemons.
