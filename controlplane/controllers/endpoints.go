@@ -226,12 +226,8 @@ func EndpointSubsets(svc *api.Service, pods []api.Object) []api.EndpointSubset {
 }
 
 func podReady(p *api.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == api.PodReady {
-			return c.Status == api.ConditionTrue
-		}
-	}
-	return false
+	c := podCondition(p, api.PodReady)
+	return c != nil && c.Status == api.ConditionTrue
 }
 
 // resolvePort turns a service port's targetPort into the pod's port.

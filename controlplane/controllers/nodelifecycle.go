@@ -205,7 +205,7 @@ func (c *NodeLifecycle) evict(ctx context.Context, n *api.Node) error {
 		if p.DeletionTimestamp != nil || tolerates(p, TaintNodeUnreachable) {
 			continue
 		}
-		ops = append(ops, store.Op{Type: store.OpDelete, Key: store.KeyOf(p), Preconditions: store.Preconditions{UID: p.UID}})
+		ops = append(ops, deleteOp(p))
 	}
 	if len(ops) == 0 {
 		return nil
@@ -222,6 +222,11 @@ func (c *NodeLifecycle) evict(ctx context.Context, n *api.Node) error {
 	}
 	c.Log.Info("evicted pods from unreachable node", "node", n.Name, "pods", evicted)
 	return nil
+}
+
+// deleteOp deletes o if it is still the same object (its uid).
+func deleteOp(o api.Object) store.Op {
+	return store.Op{Type: store.OpDelete, Key: store.KeyOf(o), Preconditions: store.Preconditions{UID: o.GetObjectMeta().UID}}
 }
 
 func nodeField(node string) api.FieldSelector {

@@ -96,7 +96,7 @@ func (c *PodGC) delete(ctx context.Context, node string, pods []api.Object) erro
 	}
 	ops := make([]store.Op, len(pods))
 	for i, p := range pods {
-		ops[i] = store.Op{Type: store.OpDelete, Key: store.KeyOf(p), Preconditions: store.Preconditions{UID: p.GetObjectMeta().UID}}
+		ops[i] = deleteOp(p)
 	}
 	if err := applyOps(ctx, c.Store, ops); err != nil {
 		return err
