@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 
 	"github.com/skiffhq/skiff/api"
@@ -165,6 +166,14 @@ type ContainerConfig struct {
 	Args       []string
 	Env        []KeyValue
 	WorkingDir string
+	// Resources are the container's cgroup limits (zero: unlimited).
+	Resources Resources
+	// LogPath is the file the runtime writes the container's stdout and
+	// stderr to, one line per record in the CRI format
+	// ("<RFC3339Nano> stdout|stderr F|P <line>"); the agent picks it (one
+	// file per attempt, so --previous can read the last one). Empty: the
+	// output is discarded.
+	LogPath string
 	// Labels and Annotations are kept by the runtime and reported back by
 	// List and Status.
 	Labels      map[string]string
@@ -205,4 +214,57 @@ type ContainerStatus struct {
 	// "Error", "OOMKilled"); Message says more.
 	Reason  string
 	Message string
+}
+
+// Resources are a container's cgroup limits, computed by the agent from
+// the container's resources (the kubelet's rules): shares from the CPU
+// request, quota from the CPU limit, the memory limit as is.
+type Resources struct {
+	CPUShares   uint64 // cpu.shares; 0: the runtime's default
+	CPUQuota    int64  // microseconds per CPUPeriod; 0: unlimited
+	CPUPeriod   uint64 // microseconds; 0: 100000
+	MemoryLimit int64  // bytes; 0: unlimited
+}
+
+// Execer runs commands inside running containers: exec probes and
+// `skiff exec`.
+type Execer interface {
+	// Exec runs req.Cmd in the container and returns its exit code once
+	// it exited and its output was copied. A container that is not
+	// running fails with ErrInvalidState; a command that cannot be
+	// started (not found) is an error, not an exit code. Cancelling ctx
+	// kills the process.
+	Exec(ctx context.Context, id ContainerID, req ExecRequest) (exitCode int, err error)
+}
+
+// ExecRequest is a command to run in a container and its streams.
+type ExecRequest struct {
+	Cmd    []string
+	Stdin  io.Reader // nil: no stdin
+	Stdout io.Writer // nil: discarded
+	Stderr io.Writer // nil: discarded; unused with TTY (the TTY merges them)
+	TTY    bool
+	// Resize carries terminal sizes for a TTY (nil: none).
+	Resize <-chan TermSize
+}
+
+// TermSize is a terminal's size in characters.
+type TermSize struct {
+	Width, Height uint16
+}
+
+// ImageStore imports and lists a node's images: `skiff image import` and
+// `skiff image ls`.
+type ImageStore interface {
+	// ImportImages loads every image of an OCI layout or docker-save
+	// tarball. A malformed archive fails with nothing imported.
+	ImportImages(ctx context.Context, r io.Reader) ([]Image, error)
+	// ListImages reports the node's images.
+	ListImages(ctx context.Context) ([]ImageInfo, error)
+}
+
+// ImageInfo is an image as ListImages reports it.
+type ImageInfo struct {
+	Image
+	Size int64 // bytes of content (compressed layers and config)
 }
