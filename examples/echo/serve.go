@@ -63,8 +63,8 @@ type server struct {
 	udpConn net.PacketConn // nil: UDP disabled
 	http    *http.Server
 
-	draining atomic.Bool // SIGTERM arrived
-	failing  atomic.Bool // /healthz/fail was requested
+	draining atomic.Bool  // SIGTERM arrived
+	failing  atomic.Bool  // /healthz/fail was requested
 	sleeping atomic.Int32 // /sleep requests in their wait
 }
 
