@@ -64,6 +64,10 @@ run: build ## Build and run a one-process dev cluster (skiff dev)
 	@echo "    stop with Ctrl-C; state survives restarts (make clean-dev wipes it)"
 	$(BIN) dev --data-dir $(DEV_DIR) --api-addr $(DEV_API_ADDR)
 
+.PHONY: images
+images: ## Build the example image bin/images/echo.tar (localhost/skiff/echo:latest) from Go sources, no Docker
+	$(GO) run ./cmd/mkimage -out bin/images/echo.tar -name localhost/skiff/echo:latest
+
 .PHONY: bench
 bench: ## Run the benchmark programs (bench/run.sh)
 	@if [ -x bench/run.sh ]; then ./bench/run.sh; else echo "no benchmarks yet (bench/run.sh missing)"; fi
