@@ -352,7 +352,7 @@ func sortFieldErrors(errs FieldErrors) {
 // unsupportedFields are Kubernetes fields skiff rejects as not supported
 // (rather than unknown), per Go type.
 var unsupportedFields = map[reflect.Type][]string{
-	reflect.TypeFor[ObjectMeta](): {"managedFields", "selfLink", "deletionGracePeriodSeconds"},
+	reflect.TypeFor[ObjectMeta](): {"managedFields", "selfLink"},
 	reflect.TypeFor[PodSpec](): {"volumes", "initContainers", "ephemeralContainers",
 		"serviceAccountName", "serviceAccount", "automountServiceAccountToken", "imagePullSecrets",
 		"dnsPolicy", "dnsConfig", "priorityClassName", "priority", "schedulerName",

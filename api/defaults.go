@@ -129,7 +129,7 @@ func defaultPodSpec(s *PodSpec) {
 		s.RestartPolicy = RestartPolicyAlways
 	}
 	if s.TerminationGracePeriodSeconds == nil {
-		s.TerminationGracePeriodSeconds = ptrTo[int64](30)
+		s.TerminationGracePeriodSeconds = ptrTo[int64](DefaultTerminationGracePeriodSeconds)
 	}
 	for i := range s.Containers {
 		c := &s.Containers[i]
@@ -232,3 +232,7 @@ func defaultService(s *ServiceSpec) {
 		s.InternalTrafficPolicy = ptrTo(ServiceInternalTrafficPolicyCluster)
 	}
 }
+
+// DefaultTerminationGracePeriodSeconds is a pod's grace period when its
+// spec names none: how long its containers get between SIGTERM and SIGKILL.
+const DefaultTerminationGracePeriodSeconds = 30

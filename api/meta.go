@@ -11,18 +11,22 @@ type TypeMeta struct {
 // ObjectMeta is the metadata every object carries. uid, resourceVersion,
 // generation and creationTimestamp are set by the store, never by clients.
 type ObjectMeta struct {
-	Name              string            `json:"name,omitempty"`
-	GenerateName      string            `json:"generateName,omitempty"`
-	Namespace         string            `json:"namespace,omitempty"`
-	UID               UID               `json:"uid,omitempty"`
-	ResourceVersion   string            `json:"resourceVersion,omitempty"`
-	Generation        int64             `json:"generation,omitempty"`
-	CreationTimestamp *Time             `json:"creationTimestamp,omitempty"`
-	DeletionTimestamp *Time             `json:"deletionTimestamp,omitempty"`
-	Labels            map[string]string `json:"labels,omitempty"`
-	Annotations       map[string]string `json:"annotations,omitempty"`
-	OwnerReferences   []OwnerReference  `json:"ownerReferences,omitempty"`
-	Finalizers        []string          `json:"finalizers,omitempty"`
+	Name              string `json:"name,omitempty"`
+	GenerateName      string `json:"generateName,omitempty"`
+	Namespace         string `json:"namespace,omitempty"`
+	UID               UID    `json:"uid,omitempty"`
+	ResourceVersion   string `json:"resourceVersion,omitempty"`
+	Generation        int64  `json:"generation,omitempty"`
+	CreationTimestamp *Time  `json:"creationTimestamp,omitempty"`
+	DeletionTimestamp *Time  `json:"deletionTimestamp,omitempty"`
+	// DeletionGracePeriodSeconds is the grace a pod being deleted was
+	// given: its node stops it within that many seconds of the request
+	// and then removes it (set by the store with DeletionTimestamp).
+	DeletionGracePeriodSeconds *int64            `json:"deletionGracePeriodSeconds,omitempty"`
+	Labels                     map[string]string `json:"labels,omitempty"`
+	Annotations                map[string]string `json:"annotations,omitempty"`
+	OwnerReferences            []OwnerReference  `json:"ownerReferences,omitempty"`
+	Finalizers                 []string          `json:"finalizers,omitempty"`
 }
 
 // UID identifies one incarnation of an object: a deleted and recreated

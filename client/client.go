@@ -75,10 +75,14 @@ type Event struct {
 	Object api.Object
 }
 
-// DeleteOptions are the preconditions of a delete.
+// DeleteOptions are the preconditions of a delete and its grace period.
 type DeleteOptions struct {
 	ResourceVersion string
 	UID             api.UID
+	// GracePeriodSeconds applies to a pod running on a node: nil gives it
+	// its own terminationGracePeriodSeconds (its node stops it, then it
+	// goes), 0 deletes the object at once (force).
+	GracePeriodSeconds *int64
 }
 
 // Member is one control-plane server as `skiff members` shows it.

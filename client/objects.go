@@ -171,16 +171,17 @@ func (c *Client) Delete(ctx context.Context, kind api.Kind, namespace, name stri
 		return nil, err
 	}
 	var body []byte
-	if opts.ResourceVersion != "" || opts.UID != "" {
+	if opts.ResourceVersion != "" || opts.UID != "" || opts.GracePeriodSeconds != nil {
 		type pre struct {
 			ResourceVersion string  `json:"resourceVersion,omitempty"`
 			UID             api.UID `json:"uid,omitempty"`
 		}
 		body, _ = json.Marshal(struct {
-			Kind          string `json:"kind"`
-			APIVersion    string `json:"apiVersion"`
-			Preconditions pre    `json:"preconditions"`
-		}{"DeleteOptions", "v1", pre(opts)})
+			Kind               string `json:"kind"`
+			APIVersion         string `json:"apiVersion"`
+			Preconditions      pre    `json:"preconditions"`
+			GracePeriodSeconds *int64 `json:"gracePeriodSeconds,omitempty"`
+		}{"DeleteOptions", "v1", pre{opts.ResourceVersion, opts.UID}, opts.GracePeriodSeconds})
 	}
 	return c.objectCall(ctx, info, http.MethodDelete, resourcePath(info, objectNamespace(info, namespace), name, ""), body)
 }

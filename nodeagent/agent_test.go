@@ -219,12 +219,25 @@ func TestAgentRegistersAndRunsPods(t *testing.T) {
 		t.Errorf("node after the grace period: ready %v, taints %v", nodeReady(n), n.Spec.Taints)
 	}
 
-	if _, err := cl.Admin.Delete(context.Background(), api.KindPod, "default", "web", client.DeleteOptions{}); err != nil {
+	// A graceful delete marks the pod; the node stops it, then deletes
+	// it: the pod leaves the API only after its sandbox and containers.
+	del, err := cl.Admin.Delete(context.Background(), api.KindPod, "default", "web", client.DeleteOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	testcluster.Eventually(t, wait, "the deleted pod's sandbox and containers removed", func() bool {
+	if del.GetObjectMeta().DeletionTimestamp == nil {
+		t.Fatal("a running pod was removed at once, not marked for a graceful delete")
+	}
+	testcluster.Eventually(t, wait, "the deleted pod gone from the API", func() bool {
+		_, err := cl.Admin.Get(context.Background(), api.KindPod, "default", "web")
+		if !client.IsNotFound(err) {
+			return false
+		}
 		sb, cs := rt.Counts()
-		return sb == 0 && cs == 0
+		if sb != 0 || cs != 0 {
+			t.Fatalf("the pod left the API while the runtime still had %d sandboxes and %d containers", sb, cs)
+		}
+		return true
 	})
 	_ = ag
 }

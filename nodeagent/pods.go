@@ -430,6 +430,9 @@ func (a *Agent) work(ctx context.Context, ps *podState) {
 		var err error
 		if gone || pod == nil || pod.DeletionTimestamp != nil {
 			err = a.teardown(ctx, ps, pod)
+			if err == nil && !gone && pod != nil {
+				err = a.finishDelete(ctx, pod)
+			}
 		} else {
 			wake, err = a.syncPod(ctx, ps, pod)
 		}

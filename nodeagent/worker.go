@@ -341,11 +341,33 @@ func isForbidden(err error) bool {
 	return errors.As(err, &st) && st.Code == 403
 }
 
+// graceOf is how long the pod's containers get between SIGTERM and
+// SIGKILL: the grace its deletion was given, else its spec's.
 func graceOf(pod *api.Pod) time.Duration {
-	if pod != nil && pod.Spec.TerminationGracePeriodSeconds != nil {
+	switch {
+	case pod == nil:
+		return defaultGrace
+	case pod.DeletionGracePeriodSeconds != nil:
+		return time.Duration(*pod.DeletionGracePeriodSeconds) * time.Second
+	case pod.Spec.TerminationGracePeriodSeconds != nil:
 		return time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
 	}
 	return defaultGrace
+}
+
+// finishDelete removes a pod being deleted gracefully once its containers
+// and sandbox are gone: the delete with grace 0 that only its node sends.
+func (a *Agent) finishDelete(ctx context.Context, pod *api.Pod) error {
+	zero := int64(0)
+	_, err := a.c.Delete(ctx, api.KindPod, pod.Namespace, pod.Name, client.DeleteOptions{UID: pod.UID, GracePeriodSeconds: &zero})
+	switch {
+	case err == nil:
+		a.log.Debug("pod deleted after its containers stopped", "pod", pod.Namespace+"/"+pod.Name)
+		return nil
+	case client.IsNotFound(err), client.IsConflict(err), isForbidden(err):
+		return nil // already gone, or another pod of that name now
+	}
+	return fmt.Errorf("delete the stopped pod: %w", err)
 }
 
 // teardown stops and removes everything of a pod that is deleted or being

@@ -20,6 +20,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"runtime"
@@ -47,6 +48,8 @@ type options struct {
 	readyDelay            time.Duration
 	bin                   string
 	keep                  bool
+	profile               string
+	profileFor            time.Duration
 	logLevel              string
 }
 
@@ -66,6 +69,8 @@ func main() {
 	flag.StringVar(&o.bin, "skiff", "bin/skiff", "skiff binary (make build)")
 	flag.BoolVar(&o.keep, "keep", false, "keep data directories and logs")
 	flag.StringVar(&o.logLevel, "log-level", "info", "servers' --log-level (debug logs each scheduling batch)")
+	flag.StringVar(&o.profile, "profile", "", "write the leader's CPU profile while pods are created and bound to PREFIX-<servers>-<workload>-<mode>.pprof (go tool pprof reads it)")
+	flag.DurationVar(&o.profileFor, "profile-for", 20*time.Second, "length of the -profile capture")
 	flag.Parse()
 	for _, s := range strings.Split(servers, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -190,6 +195,19 @@ func runOnce(ctx context.Context, o options, servers int, workload, mode string,
 	}
 	cpu0 := sampleCPU(procs)
 	t0 := time.Now()
+	if o.profile != "" {
+		file := fmt.Sprintf("%s-%d-%s-%s.pprof", o.profile, servers, workload, mode)
+		profDone := make(chan struct{})
+		defer func() { <-profDone }()
+		go func() {
+			defer close(profDone)
+			if err := captureProfile(sk, leader, o.profileFor, file); err != nil {
+				fmt.Fprintf(os.Stderr, "# profile: %v\n", err)
+				return
+			}
+			fmt.Fprintf(os.Stderr, "# leader CPU profile (%v from the first Deployment) in %s\n", o.profileFor, file)
+		}()
+	}
 	if err := createDeployments(ctx, c, deployments, o.replicas, workload == "anti-affinity"); err != nil {
 		return result{}, err
 	}
@@ -530,6 +548,28 @@ func (s cpuSample) since(a cpuSample) string {
 // plugins took per pod (wall time: it includes waiting for a CPU) and the
 // mean batch (pods placed per cycle; a cycle's bindings are one store
 // write).
+// captureProfile writes the leader's CPU profile over d to file.
+func captureProfile(sk *cluster.Skiff, leader *cluster.SkiffServer, d time.Duration, file string) error {
+	hc := sk.HTTPClient(d+30*time.Second, 1)
+	resp, err := hc.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", leader.URL(), int(d.Seconds())))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s/debug/pprof/profile: %s", leader.URL(), resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 func schedulerMetrics(sk *cluster.Skiff, leader *cluster.SkiffServer) (string, error) {
 	hc := sk.HTTPClient(60*time.Second, 1)
 	resp, err := hc.Get(leader.URL() + "/metrics")

@@ -327,13 +327,16 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, t target) {
 }
 
 // deleteOptions is the part of Kubernetes' DeleteOptions skiff honours;
-// other fields (propagationPolicy, gracePeriodSeconds, ...) are accepted and
-// ignored so kubectl-style bodies work.
+// other fields (propagationPolicy, ...) are accepted and ignored so
+// kubectl-style bodies work.
 type deleteOptions struct {
 	Preconditions *struct {
 		ResourceVersion *string  `json:"resourceVersion"`
 		UID             *api.UID `json:"uid"`
 	} `json:"preconditions"`
+	// GracePeriodSeconds applies to pods running on a node: nil gives the
+	// pod its own terminationGracePeriodSeconds, 0 deletes it at once.
+	GracePeriodSeconds *int64 `json:"gracePeriodSeconds"`
 }
 
 func (s *Server) delete(w http.ResponseWriter, r *http.Request, t target) {
@@ -342,8 +345,16 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, t target) {
 		return
 	}
 	var pre store.Preconditions
+	var opts deleteOptions
+	if v := r.URL.Query().Get("gracePeriodSeconds"); v != "" {
+		g, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || g < 0 {
+			writeStatus(w, badRequest("invalid gracePeriodSeconds %q: want a non-negative integer", v))
+			return
+		}
+		opts.GracePeriodSeconds = &g
+	}
 	if len(bytes.TrimSpace(body)) > 0 {
-		var opts deleteOptions
 		if err := json.Unmarshal(body, &opts); err != nil {
 			writeStatus(w, badRequest("decoding DeleteOptions: %v", err))
 			return
@@ -368,7 +379,15 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, t target) {
 			return
 		}
 	}
-	out, err := s.store.Delete(r.Context(), t.key(), pre)
+	if g := opts.GracePeriodSeconds; g != nil && *g < 0 {
+		writeStatus(w, badRequest("invalid gracePeriodSeconds %d: want a non-negative integer", *g))
+		return
+	}
+	res, err := s.store.Batch(r.Context(), []store.Op{{Type: store.OpDelete, Key: t.key(), Preconditions: pre, Grace: opts.GracePeriodSeconds}})
+	var out api.Object
+	if err == nil {
+		out, err = res[0].Object, res[0].Err
+	}
 	s.answerWrite(w, r, body, t, t.namespace, t.name, out, err, http.StatusOK)
 }
 

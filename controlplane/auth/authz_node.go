@@ -14,10 +14,11 @@ import (
 //     namespace or all;
 //   - create its own Node, and update its own Node and its status
 //     (AdmitNode then restricts what may change);
-//   - update the status of a Pod bound to it;
+//   - update the status of a Pod bound to it, and delete it (a pod being
+//     deleted gracefully goes once its node has stopped it);
 //   - create Events in any namespace.
 //
-// Everything else is denied: creating, updating or deleting pods, other
+// Everything else is denied: creating pods or updating their spec, other
 // nodes, deleting its own Node, any other kind, and every non-resource path
 // but GET /skiff/v1/members.
 func (z *Authorizer) authorizeNode(self string, a Attributes) Decision {
@@ -76,6 +77,8 @@ func (z *Authorizer) authorizeNodePod(self string, a Attributes, res string) Dec
 		return z.boundPod(self, a, "read")
 	case a.Verb == VerbUpdate && a.Subresource == "status":
 		return z.boundPod(self, a, "update the status of")
+	case a.Verb == VerbDelete && a.Subresource == "":
+		return z.boundPod(self, a, "delete")
 	}
 	return deny("node %q may not %s %s", self, a.Verb, res)
 }

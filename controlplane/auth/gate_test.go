@@ -100,7 +100,7 @@ func TestGateCancelledWhileQueued(t *testing.T) {
 
 func TestGateDefaultsAndUnknownClass(t *testing.T) {
 	g := NewGate(0, -1)
-	if cap(g.slots[PrioritySystem]) != DefaultSystemSlots || cap(g.slots[PriorityNormal]) != DefaultNormalSlots || g.wait != DefaultQueueWait {
+	if cap(g.slots[PrioritySystem]) != DefaultSystemSlots || cap(g.slots[PriorityNormal]) != DefaultNormalSlots || g.wait[PriorityNormal] != DefaultQueueWait || g.wait[PrioritySystem] != DefaultSystemQueueWait {
 		t.Errorf("defaults not applied: system %d, normal %d, wait %v", cap(g.slots[PrioritySystem]), cap(g.slots[PriorityNormal]), g.wait)
 	}
 	if _, err := g.Acquire(context.Background(), PriorityClass(7)); err == nil {

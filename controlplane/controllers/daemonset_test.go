@@ -41,7 +41,9 @@ func TestDaemonSetOnePodPerEligibleNode(t *testing.T) {
 	onNodes := func() map[string]int {
 		out := map[string]int{}
 		for _, p := range e.pods() {
-			out[p.Spec.NodeName]++
+			if p.DeletionTimestamp == nil { // a pod being deleted is leaving
+				out[p.Spec.NodeName]++
+			}
 		}
 		return out
 	}

@@ -224,9 +224,19 @@ func (c *NodeLifecycle) evict(ctx context.Context, n *api.Node) error {
 	return nil
 }
 
-// deleteOp deletes o if it is still the same object (its uid).
+// deleteOp deletes o if it is still the same object (its uid); a pod
+// running on a node gets its grace period (its node stops it, then it
+// goes).
 func deleteOp(o api.Object) store.Op {
 	return store.Op{Type: store.OpDelete, Key: store.KeyOf(o), Preconditions: store.Preconditions{UID: o.GetObjectMeta().UID}}
+}
+
+// forceDeleteOp deletes o at once, without waiting for a node: for pods
+// whose node is gone or has been silent past their grace period.
+func forceDeleteOp(o api.Object) store.Op {
+	op := deleteOp(o)
+	op.Grace = new(int64)
+	return op
 }
 
 func nodeField(node string) api.FieldSelector {

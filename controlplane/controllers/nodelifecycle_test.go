@@ -72,9 +72,12 @@ func TestNodeLifecycle(t *testing.T) {
 		}
 		return ""
 	}
+	// pod reports whether the pod is there and not being deleted (an
+	// evicted pod stays Terminating until its node confirms or the pod GC
+	// removes it).
 	pod := func(name string) bool {
-		_, err := st.Get(store.Key{Kind: api.KindPod, Namespace: "default", Name: name})
-		return err == nil
+		o, err := st.Get(store.Key{Kind: api.KindPod, Namespace: "default", Name: name})
+		return err == nil && o.GetObjectMeta().DeletionTimestamp == nil
 	}
 
 	// A new leader gives everyone a full grace period.

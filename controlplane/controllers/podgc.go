@@ -10,15 +10,22 @@ import (
 	"github.com/skiffhq/skiff/controlplane/store"
 )
 
-// PodGC deletes pods bound to nodes that no longer exist (deleted by hand
-// or by the cloud node controller), as Kubernetes' pod garbage collector
-// does: their controllers then replace them on live nodes. It reacts to
-// node deletions at once and sweeps every Interval for pods whose node
-// went while no leader was watching.
+// PodGC removes pods no node will ever finish, as Kubernetes' pod garbage
+// collector does:
+//   - pods bound to nodes that no longer exist (deleted by hand or by the
+//     cloud node controller): their controllers replace them on live nodes;
+//   - pods deleted gracefully whose grace period is over while their node
+//     is not Ready (unreachable): their node cannot confirm the stop, and
+//     an agent cut off for longer than the grace period has stopped its
+//     pods itself. Their replacements already run: this only clears the
+//     Terminating objects.
+//
+// It reacts to node deletions at once and sweeps every Interval.
 type PodGC struct {
 	Store    Store
 	Log      *slog.Logger
-	Interval time.Duration // default 30s
+	Interval time.Duration    // default 30s
+	Now      func() time.Time // default time.Now
 }
 
 // Name implements Controller.
@@ -28,6 +35,9 @@ func (c *PodGC) Name() string { return "pod-gc" }
 func (c *PodGC) Run(ctx context.Context) error {
 	if c.Interval == 0 {
 		c.Interval = 30 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	_, _, w, err := c.Store.ListAndWatch(api.KindNode, store.ListOptions{})
 	if err != nil {
@@ -66,8 +76,13 @@ func (c *PodGC) Run(ctx context.Context) error {
 	}
 }
 
-// Sweep deletes every bound pod whose node does not exist.
+// Sweep deletes every bound pod whose node does not exist, and every pod
+// past its deletion deadline on a node that is not Ready.
 func (c *PodGC) Sweep(ctx context.Context) error {
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
 	pods, _, err := c.Store.List(api.KindPod, store.ListOptions{})
 	if err != nil {
 		return err
@@ -78,13 +93,29 @@ func (c *PodGC) Sweep(ctx context.Context) error {
 			byNode[n] = append(byNode[n], o)
 		}
 	}
+	var overdue []store.Op
 	for node, ps := range byNode {
-		if _, err := c.Store.Get(store.Key{Kind: api.KindNode, Name: node}); err == nil {
+		o, err := c.Store.Get(store.Key{Kind: api.KindNode, Name: node})
+		if err != nil {
+			if err := c.delete(ctx, node, ps); err != nil {
+				return err
+			}
 			continue
 		}
-		if err := c.delete(ctx, node, ps); err != nil {
+		if nodeReadyTrue(o.(*api.Node)) {
+			continue
+		}
+		for _, p := range ps {
+			if dt := p.GetObjectMeta().DeletionTimestamp; dt != nil && now().After(dt.Time) {
+				overdue = append(overdue, forceDeleteOp(p))
+			}
+		}
+	}
+	if len(overdue) > 0 {
+		if err := applyOps(ctx, c.Store, overdue); err != nil {
 			return err
 		}
+		c.Log.Info("removed pods past their grace period on nodes that are not Ready", "pods", len(overdue))
 	}
 	return nil
 }
@@ -96,7 +127,7 @@ func (c *PodGC) delete(ctx context.Context, node string, pods []api.Object) erro
 	}
 	ops := make([]store.Op, len(pods))
 	for i, p := range pods {
-		ops[i] = deleteOp(p)
+		ops[i] = forceDeleteOp(p)
 	}
 	if err := applyOps(ctx, c.Store, ops); err != nil {
 		return err

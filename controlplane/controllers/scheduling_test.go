@@ -174,9 +174,10 @@ func TestSchedulingReportsWhyAPodIsPending(t *testing.T) {
 	if pods[0].Spec.NodeName != "huge" {
 		t.Fatalf("bound to %s", pods[0].Spec.NodeName)
 	}
-	// Deleting the pod deletes its event.
-	if _, err := st.Delete(ctx, store.KeyOf(big), store.Preconditions{}); err != nil {
-		t.Fatal(err)
+	// Deleting the pod (for good: no agent here to confirm a graceful
+	// delete) deletes its event.
+	if res, err := st.Batch(ctx, []store.Op{forceDeleteOp(big)}); err != nil || res[0].Err != nil {
+		t.Fatalf("delete: %v %v", err, res)
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(2 * time.Millisecond) {
 		if _, err := st.Get(evKey); errors.Is(err, store.ErrNotFound) {

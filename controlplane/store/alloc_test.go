@@ -235,8 +235,16 @@ func TestBindChecksVersionAndCapacity(t *testing.T) {
 	if u := s.NodeUsage("n1"); u.CPUMilli != 900 || u.Pods != 3 {
 		t.Fatalf("usage %+v", u)
 	}
-	// Deleting a bound pod frees its share.
-	s.Delete(ctx, KeyOf(pods[0]), Preconditions{})
+	// A bound pod being deleted gracefully still holds its share: its
+	// node may still run it.
+	if d, err := s.Delete(ctx, KeyOf(pods[0]), Preconditions{}); err != nil || d.GetObjectMeta().DeletionTimestamp == nil {
+		t.Fatalf("graceful delete: %v, deletionTimestamp %v", err, d)
+	}
+	if err := bind(pods[3], "n1", 0); !errors.Is(err, ErrConflict) {
+		t.Fatalf("bound while the deleted pod may still run: %v", err)
+	}
+	// Deleting it for good (its node's delete, grace 0) frees its share.
+	forceDelete(t, s, KeyOf(pods[0]))
 	if err := bind(pods[3], "n1", 0); err != nil {
 		t.Fatalf("after a delete: %v", err)
 	}

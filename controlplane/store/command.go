@@ -191,9 +191,42 @@ func encodeOp(op Op) (record, error) {
 			return record{}, fmt.Errorf("%w: unknown kind %q", ErrInvalid, op.Key.Kind)
 		}
 		return record{Type: OpDelete, Kind: op.Key.Kind, Namespace: op.Key.Namespace, Name: op.Key.Name,
-			RV: op.Preconditions.ResourceVersion, UID: op.Preconditions.UID}, nil
+			RV: op.Preconditions.ResourceVersion, UID: op.Preconditions.UID, Object: encodeGrace(op.Grace)}, nil
 	}
 	return record{}, fmt.Errorf("%w: unknown operation %d", ErrInvalid, op.Type)
+}
+
+// A delete record's Object is its grace: empty deletes at once (so does
+// an entry written before graceful deletion existed), "d" gives a pod its
+// own terminationGracePeriodSeconds, digits that many seconds.
+const graceDefault = "d"
+
+func encodeGrace(g *int64) []byte {
+	switch {
+	case g == nil:
+		return []byte(graceDefault)
+	case *g <= 0:
+		return nil
+	}
+	return strconv.AppendInt(nil, *g, 10)
+}
+
+// decodeGrace returns the grace of a delete record for pod (0: at once).
+func decodeGrace(b []byte, pod *api.Pod) int64 {
+	switch string(b) {
+	case "":
+		return 0
+	case graceDefault:
+		if g := pod.Spec.TerminationGracePeriodSeconds; g != nil {
+			return max(*g, 0)
+		}
+		return api.DefaultTerminationGracePeriodSeconds
+	}
+	g, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil || g < 0 {
+		return 0
+	}
+	return g
 }
 
 func parseRV(s string) (uint64, error) {

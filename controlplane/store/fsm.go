@@ -95,7 +95,7 @@ func (f *FSM) Apply(index uint64, data []byte) any {
 	objs := make([]api.Object, len(cmd.Ops))
 	errs := make([]error, len(cmd.Ops))
 	for i, r := range cmd.Ops {
-		if r.Type == opPutSystem || r.Type == opDeleteSystem || r.Type == OpBind || len(r.Object) == 0 {
+		if r.Type == opPutSystem || r.Type == opDeleteSystem || r.Type == OpBind || r.Type == OpDelete || len(r.Object) == 0 {
 			continue
 		}
 		objs[i], errs[i] = decodeRecordObject(r)
@@ -249,7 +249,7 @@ func (f *FSM) applyOne(index uint64, pos int, unixNano int64, ts *api.Time, r re
 		m.ResourceVersion = rv
 		m.Generation = 1
 		m.CreationTimestamp = ts
-		m.DeletionTimestamp = nil
+		m.DeletionTimestamp, m.DeletionGracePeriodSeconds = nil, nil
 		f.put(r.Kind, r.Namespace, r.Name, o)
 		return Result{Object: o}, event{typ: Added, obj: o}
 
@@ -277,6 +277,7 @@ func (f *FSM) applyOne(index uint64, pos int, unixNano int64, ts *api.Time, r re
 			nm := next.GetObjectMeta()
 			// Server-owned metadata is kept from the stored object.
 			nm.UID, nm.CreationTimestamp, nm.DeletionTimestamp = cm.UID, cm.CreationTimestamp, cm.DeletionTimestamp
+			nm.DeletionGracePeriodSeconds = cm.DeletionGracePeriodSeconds
 			nm.Generation = cm.Generation
 			nm.GenerateName = cm.GenerateName
 			if info.HasStatus {
@@ -289,7 +290,10 @@ func (f *FSM) applyOne(index uint64, pos int, unixNano int64, ts *api.Time, r re
 				nm.Generation++
 			}
 			nm.ResourceVersion = cm.ResourceVersion
-			if cm.DeletionTimestamp != nil && len(nm.Finalizers) == 0 {
+			// Removing the last finalizer of an object being deleted
+			// completes the deletion (a pod in its grace period waits for
+			// its node's delete instead).
+			if cm.DeletionTimestamp != nil && len(cm.Finalizers) > 0 && len(nm.Finalizers) == 0 && cm.DeletionGracePeriodSeconds == nil {
 				f.remove(r.Kind, r.Namespace, r.Name)
 				nm.ResourceVersion = rv
 				return Result{Object: next}, event{typ: Deleted, obj: next, old: cur}
@@ -321,6 +325,11 @@ func (f *FSM) applyOne(index uint64, pos int, unixNano int64, ts *api.Time, r re
 			}
 		}
 		cm := cur.GetObjectMeta()
+		if pod, ok := cur.(*api.Pod); ok {
+			if res, ev, done := f.deletePodGracefully(pod, unixNano, rv, r); done {
+				return res, ev
+			}
+		}
 		if len(cm.Finalizers) > 0 {
 			if cm.DeletionTimestamp != nil {
 				return Result{Object: cur}, event{}
@@ -341,6 +350,28 @@ func (f *FSM) applyOne(index uint64, pos int, unixNano int64, ts *api.Time, r re
 		return Result{Object: cur}, event{typ: Deleted, obj: gone, old: cur}
 	}
 	return Result{Err: fmt.Errorf("%w: unknown operation %d", ErrInvalid, r.Type)}, event{}
+}
+
+// deletePodGracefully marks a running pod deleted with a grace period
+// instead of removing it: its node stops its containers and then deletes
+// it with grace 0. done is false when the pod goes at once: grace 0, or
+// no node that could be running it, or it has finished.
+func (f *FSM) deletePodGracefully(pod *api.Pod, unixNano int64, rv string, r record) (Result, event, bool) {
+	grace := decodeGrace(r.Object, pod)
+	if grace == 0 || pod.Spec.NodeName == "" || pod.Status.Phase == api.PodSucceeded || pod.Status.Phase == api.PodFailed {
+		return Result{}, event{}, false
+	}
+	deadline := api.NewTime(time.Unix(0, unixNano).Add(time.Duration(grace) * time.Second))
+	if cur := pod.DeletionTimestamp; cur != nil && !deadline.Time.Before(cur.Time) {
+		return Result{Object: pod}, event{}, true // already going, no later than this asks
+	}
+	next := shallowCopy(pod).(*api.Pod)
+	next.ObjectMeta = pod.ObjectMeta
+	next.DeletionTimestamp = deadline
+	next.DeletionGracePeriodSeconds = &grace
+	next.ResourceVersion = rv
+	f.put(api.KindPod, pod.Namespace, pod.Name, next)
+	return Result{Object: next}, event{typ: Modified, obj: next, old: pod}, true
 }
 
 // allocate assigns what a new or changed object needs from the address

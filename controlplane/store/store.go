@@ -113,6 +113,13 @@ type Op struct {
 	Key           Key
 	Preconditions Preconditions
 	Node          string // OpBind
+	// Grace applies to OpDelete of a pod bound to a node: nil gives the
+	// pod its spec.terminationGracePeriodSeconds, a positive value that
+	// many seconds, 0 deletes it at once (force). A graceful delete only
+	// marks the pod (deletionTimestamp, deletionGracePeriodSeconds); its
+	// node stops it and then deletes it with grace 0. A pod on no node, or
+	// one that has finished, is deleted at once whatever the grace.
+	Grace *int64
 }
 
 // Result is the outcome of one Op: the object as stored (for delete, as it

@@ -525,9 +525,7 @@ func TestNodeWatchIndex(t *testing.T) {
 	if e := recv(t, wa); e.Type != Added || e.Object.GetObjectMeta().Name != "p" {
 		t.Fatalf("node a's watch got %s %s, want ADDED p", e.Type, e.Object.GetObjectMeta().Name)
 	}
-	if _, err := s.Delete(ctx, KeyOf(p), Preconditions{}); err != nil {
-		t.Fatal(err)
-	}
+	forceDelete(t, s, KeyOf(p))
 	if e := recv(t, wa); e.Type != Deleted {
 		t.Fatalf("node a's watch got %s, want DELETED", e.Type)
 	}
@@ -602,9 +600,7 @@ func TestListIndexes(t *testing.T) {
 	}
 	check("owner a after an ownerReference change", ListOptions{OwnerUID: "uid-a"}, "[a1]")
 	check("owner b after an ownerReference change", ListOptions{OwnerUID: "uid-b"}, "[a2 b1]")
-	if _, err := s.Delete(ctx, Key{Kind: api.KindPod, Namespace: "default", Name: "a1"}, Preconditions{}); err != nil {
-		t.Fatal(err)
-	}
+	forceDelete(t, s, Key{Kind: api.KindPod, Namespace: "default", Name: "a1"})
 	check("owner a after delete", ListOptions{OwnerUID: "uid-a"}, "[]")
 	check("node n1 after delete", ListOptions{Fields: onNode}, "[free]")
 	// A restored snapshot rebuilds the indexes.
@@ -629,5 +625,117 @@ func TestListIndexes(t *testing.T) {
 		if fmt.Sprint(got) != c.want {
 			t.Errorf("after restore: %v, want %s", got, c.want)
 		}
+	}
+}
+
+// forceDelete deletes key at once (grace 0), as a node does once its pod
+// stopped.
+func forceDelete(t *testing.T, s *Store, key Key) {
+	t.Helper()
+	zero := int64(0)
+	res, err := s.Batch(context.Background(), []Op{{Type: OpDelete, Key: key, Grace: &zero}})
+	if err == nil {
+		err = res[0].Err
+	}
+	if err != nil {
+		t.Fatalf("force delete %v: %v", key, err)
+	}
+}
+
+// A pod that may be running on a node is deleted in two steps: the delete
+// marks it with a deadline, and its node's delete with grace 0 removes it.
+func TestGracefulPodDelete(t *testing.T) {
+	ctx := context.Background()
+	s := setup(t)
+	if _, err := s.Create(ctx, newNode("n1", "", "")); err != nil {
+		t.Fatal(err)
+	}
+	grace := func(g int64) *int64 { return &g }
+	del := func(name string, g *int64) (api.Object, error) {
+		res, err := s.Batch(ctx, []Op{{Type: OpDelete, Key: Key{Kind: api.KindPod, Namespace: "default", Name: name}, Grace: g}})
+		if err != nil {
+			return nil, err
+		}
+		return res[0].Object, res[0].Err
+	}
+	exists := func(name string) bool {
+		_, err := s.Get(Key{Kind: api.KindPod, Namespace: "default", Name: name})
+		return err == nil
+	}
+	mk := func(name, node string, phase api.PodPhase, own *int64) *api.Pod {
+		p := newPod("default", name, nil)
+		p.Spec.TerminationGracePeriodSeconds = own
+		if _, err := s.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		if node != "" {
+			if res, err := s.Batch(ctx, []Op{{Type: OpBind, Key: KeyOf(p), Node: node}}); err != nil || res[0].Err != nil {
+				t.Fatalf("bind %s: %v %v", name, err, res)
+			}
+		}
+		if phase != "" {
+			cur, _ := s.Get(KeyOf(p))
+			c := api.DeepCopy(cur.(*api.Pod))
+			c.Status.Phase = phase
+			if _, err := s.UpdateStatus(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cur, _ := s.Get(KeyOf(p))
+		return cur.(*api.Pod)
+	}
+
+	// Bound and running, its own grace (45 s): marked, not removed.
+	mk("run", "n1", api.PodRunning, grace(45))
+	before := time.Now().Truncate(time.Second)
+	o, err := del("run", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := o.GetObjectMeta()
+	if m.DeletionTimestamp == nil || m.DeletionGracePeriodSeconds == nil || *m.DeletionGracePeriodSeconds != 45 {
+		t.Fatalf("graceful delete: deletionTimestamp %v, grace %v; want a deadline and 45", m.DeletionTimestamp, m.DeletionGracePeriodSeconds)
+	}
+	if d := m.DeletionTimestamp.Sub(before); d < 44*time.Second || d > 47*time.Second {
+		t.Errorf("deadline %v after the delete, want about 45s", d)
+	}
+	if !exists("run") {
+		t.Fatal("a running pod vanished on a graceful delete")
+	}
+	// A longer grace changes nothing; a shorter one brings the deadline in.
+	if o, _ = del("run", grace(100)); *o.GetObjectMeta().DeletionGracePeriodSeconds != 45 {
+		t.Errorf("a longer grace moved the deadline: %v", *o.GetObjectMeta().DeletionGracePeriodSeconds)
+	}
+	if o, _ = del("run", grace(5)); *o.GetObjectMeta().DeletionGracePeriodSeconds != 5 {
+		t.Errorf("a shorter grace did not: %v", *o.GetObjectMeta().DeletionGracePeriodSeconds)
+	}
+	// Status writes and spec updates keep it (it has no finalizer to lose).
+	cur, _ := s.Get(Key{Kind: api.KindPod, Namespace: "default", Name: "run"})
+	c := api.DeepCopy(cur.(*api.Pod))
+	c.Labels = map[string]string{"x": "y"}
+	if _, err := s.Update(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if !exists("run") {
+		t.Fatal("an update removed a pod in its grace period")
+	}
+	// The node's delete (grace 0) removes it.
+	if _, err := del("run", grace(0)); err != nil || exists("run") {
+		t.Fatalf("force delete: %v, still there %v", err, exists("run"))
+	}
+
+	// At once: a pod on no node, a finished pod, an explicit grace 0.
+	mk("pending", "", "", nil)
+	mk("done", "n1", api.PodSucceeded, nil)
+	mk("forced", "n1", api.PodRunning, nil)
+	for name, g := range map[string]*int64{"pending": nil, "done": nil, "forced": grace(0)} {
+		if _, err := del(name, g); err != nil || exists(name) {
+			t.Errorf("%s: delete %v, still there %v; want it gone at once", name, err, exists(name))
+		}
+	}
+	// The default grace is the API's default (30 s) when the spec has none.
+	mk("dflt", "n1", api.PodRunning, nil)
+	if o, _ := del("dflt", nil); o == nil || *o.GetObjectMeta().DeletionGracePeriodSeconds != api.DefaultTerminationGracePeriodSeconds {
+		t.Errorf("default grace: %v", o)
 	}
 }
