@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -335,6 +336,73 @@ func TestExhausted(t *testing.T) {
 	}
 	if v := n.veths(t); v != 5 {
 		t.Fatalf("%d veths after a refused ADD, want 5", v)
+	}
+}
+
+func TestConcurrentAttachDetach(t *testing.T) {
+	n := newNode(t, "10.244.13.0/24")
+	const count = 8
+	atts := make([]network.Attachment, count)
+	for i := range atts {
+		_, atts[i] = sandbox(t, fmt.Sprintf("par-%d", i))
+	}
+	ips := make([]netip.Addr, count)
+	errs := make([]error, count)
+	var wg sync.WaitGroup
+	for i := range atts {
+		wg.Go(func() { ips[i], errs[i] = n.net.Attach(context.Background(), atts[i]) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[netip.Addr]bool{}
+	for _, ip := range ips {
+		if seen[ip] || !n.cidr.Contains(ip) {
+			t.Fatalf("concurrent attaches gave %v", ips)
+		}
+		seen[ip] = true
+	}
+	if v := n.veths(t); v != count {
+		t.Fatalf("%d veths, want %d", v, count)
+	}
+	for i := range atts {
+		wg.Go(func() { errs[i] = n.net.Detach(context.Background(), atts[i]) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if v, r := n.veths(t), n.reserved(t); v != 0 || len(r) != 0 {
+		t.Fatalf("after detaching all: %d veths, reserved %v", v, r)
+	}
+}
+
+// TestOwnNamespace runs a Network without Config.NetNS from a thread in
+// the node namespace, as an agent process started inside a node's
+// namespace does: the bridge is made where the caller is.
+func TestOwnNamespace(t *testing.T) {
+	requireCNI(t)
+	node := netnstest.New(t)
+	_, a := sandbox(t, "own")
+	var ip netip.Addr
+	if err := node.Do(func() error {
+		nw, err := cni.New(cni.Config{PodCIDR: netip.MustParsePrefix("10.244.14.0/24"), StateDir: t.TempDir(), BridgeName: "own0"})
+		if err != nil {
+			return err
+		}
+		if ip, err = nw.Attach(context.Background(), a); err != nil {
+			return err
+		}
+		return nw.Detach(context.Background(), a)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !netip.MustParsePrefix("10.244.14.0/24").Contains(ip) {
+		t.Fatalf("got %v", ip)
+	}
+	if got := node.IP(t, "-o", "-4", "addr", "show", "dev", "own0"); !strings.Contains(got, "10.244.14.1/24") {
+		t.Fatalf("bridge own0 in the node namespace: %q", got)
 	}
 }
 
