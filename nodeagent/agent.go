@@ -63,6 +63,10 @@ type Config struct {
 	NodeInfo api.NodeSystemInfo
 	// Version is the agent's version (status.nodeInfo.kubeletVersion).
 	Version string
+	// PodLogDir holds the containers' log files (the runtime writes them;
+	// `skiff logs` reads them). Empty: container output is discarded (the
+	// fake runtime of simulated nodes has none).
+	PodLogDir string
 
 	// HeartbeatPeriod is how often the agent tells the control plane it is
 	// alive (default 2s; the control plane's grace period is 10s).
@@ -74,6 +78,12 @@ type Config struct {
 	// noticed (default 1m): the safety net for what a relist cannot see,
 	// such as a sandbox that vanished before any relist saw it.
 	ResyncPeriod time.Duration
+
+	// BackoffMin and BackoffMax bound the back-off of restarting a
+	// crashing container or retrying a failed start or pull: BackoffMin
+	// (default 10s) doubling up to BackoffMax (default 5m), as the
+	// kubelet's.
+	BackoffMin, BackoffMax time.Duration
 
 	Clock  Clock        // default RealClock
 	Logger *slog.Logger // default: discard
@@ -133,6 +143,12 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.ResyncPeriod <= 0 {
 		cfg.ResyncPeriod = DefaultResyncPeriod
+	}
+	if cfg.BackoffMin <= 0 {
+		cfg.BackoffMin = DefaultBackoffMin
+	}
+	if cfg.BackoffMax < cfg.BackoffMin {
+		cfg.BackoffMax = max(DefaultBackoffMax, cfg.BackoffMin)
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = RealClock{}

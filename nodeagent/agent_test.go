@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -48,6 +49,7 @@ func startAgent(t *testing.T, c *client.Client, name string, rt runtime.Runtime)
 		HeartbeatPeriod: 100 * time.Millisecond,
 		RelistPeriod:    50 * time.Millisecond,
 		ResyncPeriod:    300 * time.Millisecond,
+		BackoffMin:      200 * time.Millisecond,
 		Logger:          testLogger(t).With("test", t.Name()),
 	})
 	if err != nil {
@@ -106,6 +108,15 @@ func createPod(t *testing.T, c *client.Client, name, node string, mutate ...func
 		t.Fatal(err)
 	}
 	return o.(*api.Pod)
+}
+
+func containerStatus(p *api.Pod, name string) *api.ContainerStatus {
+	for i := range p.Status.ContainerStatuses {
+		if p.Status.ContainerStatuses[i].Name == name {
+			return &p.Status.ContainerStatuses[i]
+		}
+	}
+	return nil
 }
 
 func condition(p *api.Pod, typ api.PodConditionType) api.ConditionStatus {
@@ -390,8 +401,42 @@ func TestAgentImagePullFailureIsRetried(t *testing.T) {
 	if p.Status.Phase != api.PodPending {
 		t.Errorf("phase %s, want Pending", p.Status.Phase)
 	}
+	// Retries back off: the pod shows ImagePullBackOff between pulls.
+	waitPod(t, cl.Admin, "pull", "waiting with ImagePullBackOff", func(p *api.Pod) bool {
+		cs := containerStatus(p, "web")
+		if cs == nil {
+			return false
+		}
+		w := cs.State.Waiting
+		return w != nil && w.Reason == "ImagePullBackOff" && strings.Contains(w.Message, "registry unreachable")
+	})
 	rt.SetFail(nil)
 	waitPod(t, cl.Admin, "pull", "Ready once pulls work", podReady)
+}
+
+// A container that cannot start (its executable does not exist) backs off
+// like a crash: CrashLoopBackOff with the runtime's error, restarts
+// counted, and it runs once the cause is gone.
+func TestAgentStartFailureBacksOff(t *testing.T) {
+	cl := testcluster.Start(t, testcluster.Options{})
+	rt := fake.New(fake.Options{})
+	rt.SetFail(func(op fake.Op, subject string) error {
+		if op == fake.OpStartContainer && subject == "web" {
+			return errors.New(`exec: "no-such-binary": executable file not found in $PATH`)
+		}
+		return nil
+	})
+	startAgent(t, cl.NodeClient(t, "node-x"), "node-x", rt)
+	createPod(t, cl.Admin, "nostart", "node-x")
+	p := waitPod(t, cl.Admin, "nostart", "in CrashLoopBackOff after two failed starts", func(p *api.Pod) bool {
+		cs := containerStatus(p, "web")
+		return cs != nil && cs.State.Waiting != nil && cs.State.Waiting.Reason == "CrashLoopBackOff" && cs.RestartCount >= 1
+	})
+	if msg := containerStatus(p, "web").State.Waiting.Message; !strings.Contains(msg, "executable file not found") {
+		t.Errorf("CrashLoopBackOff message %q does not carry the runtime's error", msg)
+	}
+	rt.SetFail(nil)
+	waitPod(t, cl.Admin, "nostart", "Ready once it can start", podReady)
 }
 
 // Re-registering an existing node keeps what others set on it and updates

@@ -37,6 +37,19 @@ type podState struct {
 	failures int                   // consecutive failed syncs, for back-off
 	waiting  map[string]waitReason // why a container is not running
 	crash    map[string]crashLoop  // restart back-off per container
+	// startBackoff is the back-off of containers that failed to start
+	// (never ran: a failed pull, a missing executable).
+	startBackoff map[string]startBackoff
+}
+
+// startBackoff is a container's back-off after failed starts; attempt
+// is the attempt number its next start uses.
+type startBackoff struct {
+	delay   time.Duration
+	until   time.Time
+	lastErr string
+	pull    bool // the image pull failed (ImagePullBackOff)
+	attempt uint32
 }
 
 // waitReason is what a container waits for (the Waiting state it shows).

@@ -16,6 +16,7 @@ import (
 const (
 	reasonContainerCreating = "ContainerCreating"
 	reasonErrImagePull      = "ErrImagePull"
+	reasonImagePullBackOff  = "ImagePullBackOff"
 	reasonErrImageNeverPull = "ErrImageNeverPull"
 	reasonCreateError       = "CreateContainerError"
 	reasonRunError          = "RunContainerError"
@@ -40,6 +41,9 @@ type observation struct {
 type containerObs struct {
 	cur, prev *runtime.ContainerStatus
 	waiting   *waitReason
+	// restarts counts failed starts of a container that has none in the
+	// runtime (it never ran).
+	restarts int32
 }
 
 // podStatus computes the status a pod should show. It is pure: the same
@@ -168,6 +172,7 @@ func containerStatus(c api.Container, o containerObs, rt string) api.ContainerSt
 			w = *o.waiting
 		}
 		cs.State = api.ContainerState{Waiting: &api.ContainerStateWaiting{Reason: w.reason, Message: w.message}}
+		cs.RestartCount = o.restarts
 		return cs
 	}
 	cs.Image = cur.Image.Ref

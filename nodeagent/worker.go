@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -18,8 +19,8 @@ import (
 // restart is immediate, then 10s doubling to 5m; a container that ran for
 // 10 minutes starts over.
 const (
-	crashBackoffMin   = 10 * time.Second
-	crashBackoffMax   = 5 * time.Minute
+	DefaultBackoffMin = 10 * time.Second
+	DefaultBackoffMax = 5 * time.Minute
 	crashBackoffReset = 10 * time.Minute
 	defaultGrace      = 30 * time.Second
 	statusRetries     = 5
@@ -140,7 +141,11 @@ func (a *Agent) ensureContainers(ctx context.Context, ps *podState, pod *api.Pod
 		var id runtime.ContainerID
 		switch {
 		case cur == nil:
-			id, err = a.startContainer(ctx, ps, pod, spec, 0)
+			var w time.Duration
+			w, id, err = a.firstStart(ctx, ps, pod, spec)
+			if w > 0 && (wake == 0 || w < wake) {
+				wake = w
+			}
 		case cur.State == runtime.ContainerCreated:
 			// Created by a pass that failed (or an agent that died) before
 			// starting it.
@@ -168,7 +173,7 @@ func (a *Agent) ensureContainers(ctx context.Context, ps *podState, pod *api.Pod
 		if err != nil {
 			fail(fmt.Errorf("container %s: %w", spec.Name, err))
 		}
-		o := containerObs{}
+		o := containerObs{restarts: int32(ps.startBackoff[spec.Name].attempt)}
 		if w, ok := ps.waiting[spec.Name]; ok {
 			o.waiting = &w
 		}
@@ -190,6 +195,54 @@ func (a *Agent) ensureContainers(ctx context.Context, ps *podState, pod *api.Pod
 	return wake, obs, firstErr
 }
 
+// firstStart starts a container that has none in the runtime: the first
+// time, or again after a start that failed (a missing executable, a
+// failed pull). Failures back off as crashes do (CrashLoopBackOff, or
+// ImagePullBackOff for pulls) instead of retrying in a tight loop; the
+// returned duration is how long the back-off still runs.
+func (a *Agent) firstStart(ctx context.Context, ps *podState, pod *api.Pod, spec api.Container) (time.Duration, runtime.ContainerID, error) {
+	now := a.clock.Now()
+	if bo, ok := ps.startBackoff[spec.Name]; ok && now.Before(bo.until) {
+		reason, msg := reasonCrashLoopBackOff, fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s): %s",
+			bo.delay, spec.Name, pod.Name, pod.Namespace, pod.UID, bo.lastErr)
+		if bo.pull {
+			reason, msg = reasonImagePullBackOff, fmt.Sprintf("Back-off pulling image %q: %s", spec.Image, bo.lastErr)
+		}
+		a.setWaiting(ps, spec.Name, reason, msg)
+		return bo.until.Sub(now), "", nil
+	}
+	attempt := ps.startBackoff[spec.Name].attempt
+	id, err := a.startContainer(ctx, ps, pod, spec, attempt)
+	if err == nil {
+		delete(ps.startBackoff, spec.Name)
+		return 0, id, nil
+	}
+	if ctx.Err() != nil {
+		return 0, "", err
+	}
+	if ps.startBackoff == nil {
+		ps.startBackoff = map[string]startBackoff{}
+	}
+	bo := ps.startBackoff[spec.Name]
+	bo.delay = min(max(2*bo.delay, a.cfg.BackoffMin), a.cfg.BackoffMax)
+	bo.until = now.Add(bo.delay)
+	bo.lastErr = err.Error()
+	var pe *pullError
+	bo.pull = errors.As(err, &pe)
+	if !bo.pull {
+		bo.attempt++ // a failed start counts as a restart, as the kubelet's StartError does
+	}
+	ps.startBackoff[spec.Name] = bo
+	a.log.Warn("container failed to start; backing off", "pod", podName(ps, pod), "container", spec.Name, "err", err, "retryIn", bo.delay)
+	return bo.delay, "", nil
+}
+
+// pullError is a failed EnsureImage (ErrImagePull, ErrImageNeverPull).
+type pullError struct{ err error }
+
+func (e *pullError) Error() string { return e.err.Error() }
+func (e *pullError) Unwrap() error { return e.err }
+
 // startContainer pulls (per policy), creates and starts attempt of spec.
 // On failure the container waits with the kubelet's reason.
 func (a *Agent) startContainer(ctx context.Context, ps *podState, pod *api.Pod, spec api.Container, attempt uint32) (runtime.ContainerID, error) {
@@ -200,7 +253,7 @@ func (a *Agent) startContainer(ctx context.Context, ps *podState, pod *api.Pod, 
 			reason = reasonErrImageNeverPull
 		}
 		a.setWaiting(ps, spec.Name, reason, err.Error())
-		return "", err
+		return "", &pullError{err}
 	}
 	cfg := runtime.ContainerConfig{
 		Meta:       runtime.ContainerMeta{Name: spec.Name, Attempt: attempt},
@@ -208,6 +261,8 @@ func (a *Agent) startContainer(ctx context.Context, ps *podState, pod *api.Pod, 
 		Command:    spec.Command,
 		Args:       spec.Args,
 		WorkingDir: spec.WorkingDir,
+		Resources:  containerResources(spec.Resources),
+		LogPath:    a.logPath(pod, spec.Name, attempt),
 	}
 	for _, e := range spec.Env {
 		cfg.Env = append(cfg.Env, runtime.KeyValue{Key: e.Name, Value: e.Value})
@@ -224,6 +279,43 @@ func (a *Agent) startContainer(ctx context.Context, ps *podState, pod *api.Pod, 
 	}
 	a.clearWaiting(ps, spec.Name)
 	return id, nil
+}
+
+// logPath is where attempt of a pod's container writes its output:
+// <PodLogDir>/<namespace>_<pod>_<uid>/<container>/<attempt>.log, the
+// kubelet's layout ("" without a PodLogDir: output discarded).
+func (a *Agent) logPath(pod *api.Pod, container string, attempt uint32) string {
+	if a.cfg.PodLogDir == "" {
+		return ""
+	}
+	return filepath.Join(a.cfg.PodLogDir, pod.Namespace+"_"+pod.Name+"_"+string(pod.UID), container, fmt.Sprintf("%d.log", attempt))
+}
+
+// containerResources turns a container's requests and limits into cgroup
+// settings, by the kubelet's rules: cpu.shares from the CPU request (1024
+// a CPU, at least 2), a CFS quota from the CPU limit over a 100 ms period
+// (at least 1 ms), the memory limit as is.
+func containerResources(r api.ResourceRequirements) runtime.Resources {
+	const period = 100000 // µs
+	var out runtime.Resources
+	cpuReq, hasReq := r.Requests[api.ResourceCPU]
+	cpuLim, hasLim := r.Limits[api.ResourceCPU]
+	switch {
+	case hasReq:
+		out.CPUShares = uint64(max(cpuReq.MilliValue()*1024/1000, 2))
+	case hasLim: // a limit without a request: the request defaults to it
+		out.CPUShares = uint64(max(cpuLim.MilliValue()*1024/1000, 2))
+	default:
+		out.CPUShares = 2 // best effort
+	}
+	if hasLim {
+		out.CPUPeriod = period
+		out.CPUQuota = max(cpuLim.MilliValue()*period/1000, 1000)
+	}
+	if m, ok := r.Limits[api.ResourceMemory]; ok {
+		out.MemoryLimit = m.Value()
+	}
+	return out
 }
 
 // maybeRestart restarts an exited container if the restart policy says so
@@ -257,9 +349,9 @@ func (a *Agent) maybeRestart(ctx context.Context, ps *podState, pod *api.Pod, sp
 	}
 	switch {
 	case cl.delay == 0 && cl.until.IsZero():
-		cl.delay = crashBackoffMin
+		cl.delay = a.cfg.BackoffMin
 	default:
-		cl.delay = min(2*cl.delay, crashBackoffMax)
+		cl.delay = min(2*cl.delay, a.cfg.BackoffMax)
 	}
 	cl.until = now.Add(cl.delay)
 	ps.crash[spec.Name] = cl
