@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -59,15 +58,35 @@ type Options struct {
 	PullDelay time.Duration
 	// Fail injects failures; it may also be changed later with SetFail.
 	Fail FailFunc
+	// Program says what a container's process does (default: Interpret).
+	Program func(cfg runtime.ContainerConfig) Program
+}
+
+// Program is what a fake container's process does. The zero Program runs
+// until it is stopped.
+type Program struct {
+	// Stdout and Stderr are lines the process writes when it starts (to
+	// the container's LogPath, in the CRI format).
+	Stdout, Stderr []string
+	// ExitCode, if set, is the status the process exits with at once.
+	ExitCode *int32
+	// OOM: the process exceeds any memory limit at once and is killed
+	// (exit 137, reason OOMKilled). Without a limit it runs.
+	OOM bool
+	// StartError, if set, is why the process cannot start (say, its
+	// executable does not exist): StartContainer fails with it.
+	StartError string
 }
 
 // Version is what the fake reports.
 var Version = runtime.Version{Name: "fake", Version: "0.1.0"}
 
-// Runtime is an in-memory runtime.Runtime: sandboxes and containers are
-// records, processes are timestamps. A container whose command is
-// `sh -c "exit N"` exits with status N as soon as it starts; any other runs
-// until it is stopped or Exit is called. It is safe for concurrent use and
+// Runtime is an in-memory runtime.Runtime, runtime.Execer and
+// runtime.ImageStore: sandboxes and containers are records, processes are
+// timestamps, images are names. What a container's process does is its
+// Program (Interpret by default: `sh -c "exit N"` exits with status N as
+// soon as it starts; any other runs until it is stopped or Exit is
+// called). It is safe for concurrent use and
 // small (a few hundred bytes per container), so a process can hold one per
 // simulated node.
 type Runtime struct {
@@ -77,10 +96,14 @@ type Runtime struct {
 	fail       FailFunc
 	sandboxes  map[runtime.SandboxID]*sandbox
 	containers map[runtime.ContainerID]*container
-	images     map[string]runtime.Image
+	images     map[string]runtime.ImageInfo
 }
 
-var _ runtime.Runtime = (*Runtime)(nil)
+var (
+	_ runtime.Runtime    = (*Runtime)(nil)
+	_ runtime.Execer     = (*Runtime)(nil)
+	_ runtime.ImageStore = (*Runtime)(nil)
+)
 
 type sandbox struct {
 	s          runtime.Sandbox
@@ -89,7 +112,9 @@ type sandbox struct {
 
 type container struct {
 	st        runtime.ContainerStatus
-	exitsWith *int32 // set for `sh -c "exit N"`
+	prog      Program
+	resources runtime.Resources
+	logPath   string
 }
 
 // New returns an empty runtime.
@@ -97,12 +122,15 @@ func New(opts Options) *Runtime {
 	if opts.Clock == nil {
 		opts.Clock = realClock{}
 	}
+	if opts.Program == nil {
+		opts.Program = Interpret
+	}
 	return &Runtime{
 		opts:       opts,
 		fail:       opts.Fail,
 		sandboxes:  map[runtime.SandboxID]*sandbox{},
 		containers: map[runtime.ContainerID]*container{},
-		images:     map[string]runtime.Image{},
+		images:     map[string]runtime.ImageInfo{},
 	}
 }
 
@@ -271,7 +299,9 @@ func normalizeRef(ref string) string {
 	return name
 }
 
-// EnsureImage implements runtime.Runtime.
+// EnsureImage implements runtime.Runtime. The fake's "registry" serves
+// every image except those of hosts under .invalid (RFC 2606: a name that
+// never resolves), whose pulls fail.
 func (r *Runtime) EnsureImage(ctx context.Context, ref string, policy api.PullPolicy) (runtime.Image, error) {
 	if ref == "" {
 		return runtime.Image{}, fmt.Errorf("fake: empty image reference: %w", runtime.ErrImagePull)
@@ -282,22 +312,25 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref string, policy api.PullPo
 	r.mu.Unlock()
 	switch {
 	case present && policy != api.PullAlways:
-		return img, nil
+		return img.Image, nil
 	case !present && policy == api.PullNever:
 		return runtime.Image{}, fmt.Errorf("fake: image %s: %w", full, runtime.ErrImageNotPresent)
 	}
 	if err := r.check(OpEnsureImage, ref); err != nil {
 		return runtime.Image{}, fmt.Errorf("%w: %w", runtime.ErrImagePull, err)
 	}
+	if host, _, _ := strings.Cut(full, "/"); host == "invalid" || strings.HasSuffix(host, ".invalid") {
+		return runtime.Image{}, fmt.Errorf("fake: pull %s: %w: host %s does not resolve", full, runtime.ErrImagePull, host)
+	}
 	if err := r.wait(ctx, r.opts.PullDelay); err != nil {
 		return runtime.Image{}, err
 	}
 	sum := sha256.Sum256([]byte(full))
-	img = runtime.Image{Ref: full, ID: runtime.ImageID("sha256:" + hex.EncodeToString(sum[:]))}
+	img = runtime.ImageInfo{Image: runtime.Image{Ref: full, ID: runtime.ImageID("sha256:" + hex.EncodeToString(sum[:]))}, Size: 1}
 	r.mu.Lock()
 	r.images[full] = img
 	r.mu.Unlock()
-	return img, nil
+	return img.Image, nil
 }
 
 func (r *Runtime) wait(ctx context.Context, d time.Duration) error {
@@ -310,24 +343,6 @@ func (r *Runtime) wait(ctx context.Context, d time.Duration) error {
 	case <-r.opts.Clock.After(d):
 		return nil
 	}
-}
-
-// exitCommand recognises `sh -c "exit N"` (command and args joined).
-func exitCommand(cfg runtime.ContainerConfig) *int32 {
-	argv := append(append([]string(nil), cfg.Command...), cfg.Args...)
-	if len(argv) != 3 || (argv[0] != "sh" && argv[0] != "/bin/sh") || argv[1] != "-c" {
-		return nil
-	}
-	n, ok := strings.CutPrefix(strings.TrimSpace(argv[2]), "exit ")
-	if !ok {
-		return nil
-	}
-	code, err := strconv.ParseInt(strings.TrimSpace(n), 10, 32)
-	if err != nil {
-		return nil
-	}
-	c := int32(code)
-	return &c
 }
 
 // CreateContainer implements runtime.Runtime.
@@ -352,7 +367,9 @@ func (r *Runtime) CreateContainer(_ context.Context, sid runtime.SandboxID, cfg 
 		st: runtime.ContainerStatus{Container: runtime.Container{
 			ID: id, SandboxID: sid, Meta: cfg.Meta, Image: cfg.Image, State: runtime.ContainerCreated,
 			CreatedAt: r.opts.Clock.Now(), Labels: maps.Clone(cfg.Labels), Annotations: maps.Clone(cfg.Annotations)}},
-		exitsWith: exitCommand(cfg),
+		prog:      r.opts.Program(cfg),
+		resources: cfg.Resources,
+		logPath:   cfg.LogPath,
 	}
 	sb.containers[id] = struct{}{}
 	return id, nil
@@ -389,10 +406,25 @@ func (r *Runtime) StartContainer(ctx context.Context, id runtime.ContainerID) er
 	if c.st.State != runtime.ContainerCreated {
 		return fmt.Errorf("fake: container %s is %s: %w", id, c.st.State, runtime.ErrInvalidState)
 	}
+	now := r.opts.Clock.Now()
+	if c.prog.StartError != "" {
+		c.st.StartedAt = now
+		r.exit(c, 128, "StartError")
+		c.st.Message = c.prog.StartError
+		return fmt.Errorf("fake: start container %s: %s", id, c.prog.StartError)
+	}
 	c.st.State = runtime.ContainerRunning
-	c.st.StartedAt = r.opts.Clock.Now()
-	if c.exitsWith != nil {
-		r.exit(c, *c.exitsWith, "")
+	c.st.StartedAt = now
+	if err := writeLog(c.logPath, now, c.prog); err != nil {
+		r.exit(c, 128, "StartError")
+		c.st.Message = err.Error()
+		return fmt.Errorf("fake: start container %s: %w", id, err)
+	}
+	switch {
+	case c.prog.OOM && c.resources.MemoryLimit > 0:
+		r.exit(c, 137, "OOMKilled")
+	case c.prog.ExitCode != nil:
+		r.exit(c, *c.prog.ExitCode, "")
 	}
 	return nil
 }

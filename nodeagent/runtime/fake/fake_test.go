@@ -1,7 +1,9 @@
 package fake
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"errors"
 	"sync"
 	"testing"
@@ -10,10 +12,36 @@ import (
 	"github.com/skiffhq/skiff/api"
 	"github.com/skiffhq/skiff/nodeagent/runtime"
 	"github.com/skiffhq/skiff/nodeagent/runtime/runtimetest"
+	"github.com/skiffhq/skiff/test/imagebuild"
 )
 
 func TestConformance(t *testing.T) {
-	runtimetest.Run(t, func(t *testing.T) runtime.Runtime { return New(Options{}) })
+	var archive bytes.Buffer
+	if _, err := imagebuild.Build(&archive, imagebuild.Spec{Name: "localhost/runtimetest/tiny:1",
+		Files: []imagebuild.File{{Path: "/hello.txt", Data: []byte("hello\n"), Mode: 0o644}}}); err != nil {
+		t.Fatal(err)
+	}
+	runtimetest.Run(t, func(t *testing.T) runtime.Runtime { return New(Options{Program: suiteProgram}) },
+		runtimetest.Options{Archive: archive.Bytes()})
+}
+
+// suiteProgram simulates the conformance suite's commands as it describes
+// them; anything else is interpreted as by default.
+func suiteProgram(cfg runtime.ContainerConfig) Program {
+	argv := append(append([]string(nil), cfg.Command...), cfg.Args...)
+	b, ok := runtimetest.Describe(argv)
+	if !ok {
+		return Interpret(cfg)
+	}
+	p := Program{Stdout: b.Stdout, Stderr: b.Stderr, OOM: b.OOM}
+	if b.ExitCode != nil {
+		code := int32(*b.ExitCode)
+		p.ExitCode = &code
+	}
+	if b.NotFound {
+		p.StartError = fmt.Sprintf("exec: %q: executable file not found in $PATH", argv[0])
+	}
+	return p
 }
 
 // manualClock fires After channels only when advanced.

@@ -7,8 +7,11 @@
 //	}
 //
 // The containers it runs use one image (Options.Image, busybox by default)
-// and two commands: `sh -c "exit N"` (exits with N at once) and
-// `sleep 3600` (runs until stopped). It is test support only.
+// and a few commands (commands.go: Describe says what each does, for a
+// runtime that simulates processes). Beyond the Runtime interface it
+// checks runtime.Execer (exec), runtime.ImageStore (import, list) and
+// ResourceReader (the cgroup limits a container really gets), which the
+// runtime under test must implement. It is test support only.
 package runtimetest
 
 import (
@@ -32,6 +35,17 @@ type Options struct {
 	// Timeout bounds each wait for a container to change state (default
 	// 10s).
 	Timeout time.Duration
+	// Archive is an image tarball (OCI layout or docker save) that
+	// ImportImages must load; it may name Image.
+	Archive []byte
+	// LogDir is a directory for the containers' log files (default: a
+	// temporary directory of the test).
+	LogDir string
+}
+
+// ResourceReader reads back the limits a container's cgroup enforces.
+type ResourceReader interface {
+	Resources(ctx context.Context, id runtime.ContainerID) (runtime.Resources, error)
 }
 
 // Run runs the suite. newRuntime returns a runtime with no sandboxes (one
@@ -63,6 +77,14 @@ func Run(t *testing.T, newRuntime func(t *testing.T) runtime.Runtime, opts ...Op
 		{"StartTwice", s.startTwice},
 		{"ImagePolicy", s.imagePolicy},
 		{"ConcurrentSandboxes", s.concurrentSandboxes},
+		{"Exec", s.exec},
+		{"Logs", s.logs},
+		{"Resources", s.resources},
+		{"OOMKilled", s.oomKilled},
+		{"StopHonoursSIGTERM", s.stopHonoursTERM},
+		{"StartError", s.startError},
+		{"ImportImages", s.importImages},
+		{"PullFailure", s.pullFailure},
 	} {
 		t.Run(tc.name, tc.run)
 	}
@@ -107,9 +129,9 @@ func (s *suite) image(t *testing.T, rt runtime.Runtime) runtime.Image {
 	return img
 }
 
-var sleeping = []string{"sleep", "3600"}
+var sleeping = CmdSleep
 
-func exiting(code int) []string { return []string{"sh", "-c", fmt.Sprintf("exit %d", code)} }
+func exiting(code int) []string { return CmdExit(code) }
 
 func (s *suite) create(t *testing.T, rt runtime.Runtime, sb runtime.SandboxID, name string, cmd []string) runtime.ContainerID {
 	t.Helper()
