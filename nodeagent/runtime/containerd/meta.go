@@ -48,8 +48,8 @@ type sandboxMeta struct {
 type containerMeta struct {
 	Meta        runtime.ContainerMeta
 	Image       runtime.Image
-	LogPath     string `json:",omitempty"`
-	Cgroup      string // cgroupsPath of the OCI spec
+	LogPath     string            `json:",omitempty"`
+	Cgroup      string            // cgroupsPath of the OCI spec
 	Labels      map[string]string `json:",omitempty"`
 	Annotations map[string]string `json:",omitempty"`
 }
