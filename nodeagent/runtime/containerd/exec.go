@@ -57,6 +57,10 @@ func (r *Runtime) Exec(ctx context.Context, id runtime.ContainerID, req runtime.
 	if stderr == nil || req.TTY {
 		stderr = io.Discard
 	}
+	// The caller may pass one writer for both streams: copies never
+	// write to it at once.
+	var mu sync.Mutex
+	stdout, stderr = &lockedWriter{mu: &mu, w: stdout}, &lockedWriter{mu: &mu, w: stderr}
 	var stdin io.Reader
 	stdinEOF := make(chan struct{})
 	if req.Stdin != nil {
@@ -146,4 +150,16 @@ func (e *eofReader) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// lockedWriter serialises writes of several copies to possibly one writer.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -22,8 +22,9 @@ const runcRuntime = "io.containerd.runc.v2"
 // one containerd namespace. It is safe for concurrent use and keeps no
 // state of its own beyond caches: everything is read back from containerd.
 type Runtime struct {
-	cfg    Config
-	client *containerd.Client
+	cfg       Config
+	client    *containerd.Client
+	openFiles uint64 // containers' RLIMIT_NOFILE
 
 	cgroupOnce   sync.Once
 	cgroupMounts []cgroupMount
@@ -52,7 +53,7 @@ func New(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("containerd: connect %s: %w", cfg.Address, err)
 	}
-	return &Runtime{cfg: cfg, client: c, images: map[string]cachedImage{}}, nil
+	return &Runtime{cfg: cfg, client: c, openFiles: openFilesLimit(), images: map[string]cachedImage{}}, nil
 }
 
 // Close closes the connection to containerd. Sandboxes and containers

@@ -9,6 +9,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/skiffhq/skiff/nodeagent/runtime"
 )
@@ -36,9 +37,17 @@ func envList(env []runtime.KeyValue) []string {
 	return out
 }
 
-// maxOpenFiles is every container's RLIMIT_NOFILE (the kernel's default
-// nr_open, as Docker sets it): servers under load need more than 1024.
-const maxOpenFiles = 1 << 20
+// openFilesLimit is every container's RLIMIT_NOFILE: the agent's own hard
+// limit (as containers inherit containerd's under CRI), at most 1Mi as
+// Docker sets it. containerd's default of 1024 is too few for servers
+// under load.
+func openFilesLimit() uint64 {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Max < 1024 {
+		return 1024
+	}
+	return min(lim.Max, 1<<20)
+}
 
 // specOpts builds a container's OCI spec on containerd's defaults (which
 // already carry Docker's default capabilities, masked and read-only
@@ -56,7 +65,7 @@ func (r *Runtime) specOpts(img containerd.Image, imgCfg ocispec.ImageConfig, sb 
 		oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: sb.NetNS}),
 		oci.WithCgroup(cgroup),
 		oci.WithNoNewPrivileges,
-		oci.WithRlimit(&specs.POSIXRlimit{Type: "RLIMIT_NOFILE", Hard: maxOpenFiles, Soft: maxOpenFiles}),
+		oci.WithRlimit(&specs.POSIXRlimit{Type: "RLIMIT_NOFILE", Hard: r.openFiles, Soft: r.openFiles}),
 		seccomp.WithDefaultProfile(),
 	}
 	if cfg.WorkingDir != "" {
