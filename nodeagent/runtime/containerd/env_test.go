@@ -18,6 +18,8 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
@@ -230,6 +232,27 @@ func (r *Runtime) purge(ctx context.Context) error {
 		}
 		errs = append(errs, ignoreNotFound(r.client.ImageService().Delete(ctx, img.Name, opts...)))
 	}
+	// Leases of an import or unpack that was interrupted hold content and
+	// snapshots (for a day by default): they go, then any snapshot left.
+	ls, err := r.client.LeasesService().List(ctx)
+	errs = append(errs, err)
+	for _, l := range ls {
+		errs = append(errs, ignoreNotFound(r.client.LeasesService().Delete(ctx, l, leases.SynchronousDelete)))
+	}
+	sn := r.client.SnapshotService(r.cfg.Snapshotter)
+	for range 10 { // children before parents: a pass removes the leaves
+		var keys []string
+		if err := sn.Walk(ctx, func(_ context.Context, i snapshots.Info) error { keys = append(keys, i.Name); return nil }); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		if len(keys) == 0 {
+			break
+		}
+		for _, k := range keys {
+			sn.Remove(ctx, k)
+		}
+	}
 	// Content and snapshots go with the collection; the namespace can be
 	// deleted once they are gone. runc's state directory of the namespace
 	// (under /run/containerd whatever the daemon's state dir) goes too.
@@ -248,6 +271,21 @@ func (r *Runtime) purge(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// alive reports whether process pid runs (a zombie does not: nothing
+// may reap a killed test run whose parent is gone).
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
+}
+
 func ignoreNotFound(err error) error {
 	if errdefs.IsNotFound(err) {
 		return nil
@@ -263,7 +301,7 @@ func removeStale() {
 	for _, dir := range dirs {
 		pidStr, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(dir), "skiff-test-ctrd-"), "-")
 		pid, err := strconv.Atoi(pidStr)
-		if err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
+		if err != nil || pid == os.Getpid() || alive(pid) {
 			continue // not ours to judge, or its run is still going
 		}
 		if purgeDir(dir) {
@@ -275,7 +313,7 @@ func removeStale() {
 		stale, _ := filepath.Glob(filepath.Join(m.dir, "skiff-test-*"))
 		for _, dir := range stale {
 			pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(dir), "skiff-test-"))
-			if err != nil || syscall.Kill(pid, 0) == nil {
+			if err != nil || alive(pid) {
 				continue
 			}
 			rmdirTree(dir)
