@@ -126,10 +126,28 @@ func (r *Runtime) StartContainer(ctx context.Context, id runtime.ContainerID) er
 	if rec.Labels[labelFinishedAt] != "" {
 		return fmt.Errorf("containerd: start container %s: it has exited: %w", id, runtime.ErrInvalidState)
 	}
-	task, err := c.Task(ctx, nil)
-	switch {
-	case err == nil:
-		// Created by an earlier call that did not get to start it.
+	var task containerd.Task
+	if rec.Labels[labelStartedAt] == "" {
+		// The usual case, in as few calls as can be: no task yet.
+		creator, err := r.logIO(m.LogPath)
+		if err != nil {
+			return r.startFailed(ctx, c, id, err)
+		}
+		task, err = c.NewTask(ctx, creator)
+		if err != nil && !errdefs.IsAlreadyExists(err) {
+			return r.startFailed(ctx, c, id, err)
+		}
+	}
+	if task == nil {
+		// A task exists: an earlier call created it and may not have
+		// got to start it.
+		task, err = c.Task(ctx, nil)
+		if errdefs.IsNotFound(err) {
+			return fmt.Errorf("containerd: start container %s: it has run: %w", id, runtime.ErrInvalidState)
+		}
+		if err != nil {
+			return fmt.Errorf("containerd: start container %s: %w", id, err)
+		}
 		st, err := task.Status(ctx)
 		if err != nil {
 			return fmt.Errorf("containerd: start container %s: %w", id, err)
@@ -137,20 +155,6 @@ func (r *Runtime) StartContainer(ctx context.Context, id runtime.ContainerID) er
 		if st.Status != containerd.Created {
 			return fmt.Errorf("containerd: start container %s: it is %s: %w", id, st.Status, runtime.ErrInvalidState)
 		}
-	case errdefs.IsNotFound(err):
-		if rec.Labels[labelStartedAt] != "" {
-			return fmt.Errorf("containerd: start container %s: it has run: %w", id, runtime.ErrInvalidState)
-		}
-		creator, err := r.logIO(m.LogPath)
-		if err != nil {
-			return r.startFailed(ctx, c, id, err)
-		}
-		task, err = c.NewTask(ctx, creator)
-		if err != nil {
-			return r.startFailed(ctx, c, id, err)
-		}
-	default:
-		return fmt.Errorf("containerd: start container %s: %w", id, err)
 	}
 	if _, err := c.SetLabels(ctx, map[string]string{labelStartedAt: formatTime(time.Now())}); err != nil {
 		return fmt.Errorf("containerd: start container %s: %w", id, err)

@@ -66,7 +66,9 @@ func (r *Runtime) specOpts(img containerd.Image, imgCfg ocispec.ImageConfig, sb 
 		oci.WithCgroup(cgroup),
 		oci.WithNoNewPrivileges,
 		oci.WithRlimit(&specs.POSIXRlimit{Type: "RLIMIT_NOFILE", Hard: r.openFiles, Soft: r.openFiles}),
-		seccomp.WithDefaultProfile(),
+	}
+	if !r.cfg.SeccompUnconfined {
+		opts = append(opts, seccomp.WithDefaultProfile())
 	}
 	if cfg.WorkingDir != "" {
 		opts = append(opts, oci.WithProcessCwd(cfg.WorkingDir))
