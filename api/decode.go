@@ -378,7 +378,7 @@ var unsupportedFields = map[reflect.Type][]string{
 	reflect.TypeFor[ServicePort]():         {"appProtocol"},
 	reflect.TypeFor[EndpointPort]():        {"appProtocol"},
 	reflect.TypeFor[NodeSpec]():            {"configSource", "externalID"},
-	reflect.TypeFor[NodeStatus]():          {"phase", "daemonEndpoints", "images", "volumesInUse", "volumesAttached", "config", "runtimeHandlers", "features"},
+	reflect.TypeFor[NodeStatus]():          {"phase", "images", "volumesInUse", "volumesAttached", "config", "runtimeHandlers", "features"},
 	reflect.TypeFor[PodStatus]():           {"initContainerStatuses", "ephemeralContainerStatuses", "nominatedNodeName", "qosClass", "resize", "resourceClaimStatuses", "hostIPs"},
 	reflect.TypeFor[ContainerStatus]():     {"allocatedResources", "resources", "volumeMounts", "user", "allocatedResourcesStatus", "stopSignal"},
 	reflect.TypeFor[NamespaceStatus]():     {"conditions"},

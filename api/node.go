@@ -45,6 +45,23 @@ type NodeStatus struct {
 	Conditions  []NodeCondition `json:"conditions,omitempty"`
 	Addresses   []NodeAddress   `json:"addresses,omitempty"`
 	NodeInfo    NodeSystemInfo  `json:"nodeInfo,omitempty"`
+	// DaemonEndpoints are the ports of the node's daemons: the API server
+	// reaches the agent's endpoint (logs, exec, image import) at an
+	// InternalIP and DaemonEndpoints.KubeletEndpoint.Port. Nil for a node
+	// that serves none (simulated nodes).
+	DaemonEndpoints *NodeDaemonEndpoints `json:"daemonEndpoints,omitempty"`
+}
+
+// NodeDaemonEndpoints are the ports the node's daemons listen on.
+type NodeDaemonEndpoints struct {
+	// KubeletEndpoint is the node agent's HTTPS endpoint.
+	KubeletEndpoint DaemonEndpoint `json:"kubeletEndpoint"`
+}
+
+// DaemonEndpoint is one daemon's port. The JSON name is "Port", capital P,
+// as in Kubernetes.
+type DaemonEndpoint struct {
+	Port int32 `json:"Port"`
 }
 
 // NodeConditionType names a node condition.

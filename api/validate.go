@@ -285,6 +285,11 @@ func (v *validator) node(n *Node) {
 		}
 		v.conditionStatus(p+".status", c.Status)
 	}
+	if e := n.Status.DaemonEndpoints; e != nil {
+		if port := e.KubeletEndpoint.Port; port < 1 || port > 65535 {
+			v.invalid("status.daemonEndpoints.kubeletEndpoint.Port", port, "must be between 1 and 65535, inclusive")
+		}
+	}
 }
 
 func (v *validator) conditionStatus(p string, s ConditionStatus) {
