@@ -63,6 +63,9 @@ type Config struct {
 	NodeInfo api.NodeSystemInfo
 	// Version is the agent's version (status.nodeInfo.kubeletVersion).
 	Version string
+	// Routes, if set, is kept programmed with a route to every other
+	// node's pod CIDR via its InternalIP (simulated nodes have none).
+	Routes RouteSyncer
 	// PodLogDir holds the containers' log files (the runtime writes them;
 	// `skiff logs` reads them). Empty: container output is discarded (the
 	// fake runtime of simulated nodes has none).
@@ -216,6 +219,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { a.heartbeatLoop(ctx) })
+	if a.cfg.Routes != nil {
+		wg.Go(func() { a.routesLoop(ctx) })
+	}
 
 	err := a.runPods(ctx)
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/skiffhq/skiff/api"
 	"github.com/skiffhq/skiff/client"
+	"github.com/skiffhq/skiff/controlplane/store"
 	"github.com/skiffhq/skiff/nodeagent"
 	"github.com/skiffhq/skiff/nodeagent/runtime"
 	"github.com/skiffhq/skiff/nodeagent/runtime/fake"
@@ -483,4 +484,32 @@ func TestAgentReplacesVanishedSandbox(t *testing.T) {
 	if len(sbs) != 1 || sbs[0].Pod.Attempt != 1 {
 		t.Errorf("sandboxes after the replacement: %+v, want one, attempt 1", sbs)
 	}
+}
+
+// A node that gets no pod CIDR (the cluster CIDR is full) reports
+// Ready=False with NetworkNotReady, so nothing is placed on it.
+func TestAgentWithoutPodCIDRIsNotReady(t *testing.T) {
+	plan := store.DefaultNetwork
+	plan.ClusterCIDR = netip.MustParsePrefix("10.244.0.0/23") // room for two /24s
+	cl := testcluster.Start(t, testcluster.Options{Network: plan})
+	for _, name := range []string{"first", "second"} {
+		startAgent(t, cl.NodeClient(t, name), name, fake.New(fake.Options{}))
+		testcluster.Eventually(t, wait, name+" Ready with a pod CIDR", func() bool {
+			n, err := cl.Admin.Get(context.Background(), api.KindNode, "", name)
+			return err == nil && nodeReady(n.(*api.Node)) && n.(*api.Node).Spec.PodCIDR != ""
+		})
+	}
+	startAgent(t, cl.NodeClient(t, "third"), "third", fake.New(fake.Options{}))
+	testcluster.Eventually(t, wait, "third NotReady: NetworkNotReady", func() bool {
+		o, err := cl.Admin.Get(context.Background(), api.KindNode, "", "third")
+		if err != nil {
+			return false
+		}
+		for _, c := range o.(*api.Node).Status.Conditions {
+			if c.Type == api.NodeReady {
+				return c.Status == api.ConditionFalse && c.Reason == "NetworkNotReady"
+			}
+		}
+		return false
+	})
 }

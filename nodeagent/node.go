@@ -14,13 +14,14 @@ import (
 
 // Reasons of the node conditions, as the kubelet writes them.
 const (
-	reasonReady          = "KubeletReady"
-	reasonMemoryOK       = "KubeletHasSufficientMemory"
-	reasonDiskOK         = "KubeletHasNoDiskPressure"
-	reasonPIDOK          = "KubeletHasSufficientPID"
-	registerRetryMin     = 200 * time.Millisecond
-	registerRetryMax     = 10 * time.Second
-	heartbeatLogInterval = 30 // consecutive failures between two warnings
+	reasonReady           = "KubeletReady"
+	reasonMemoryOK        = "KubeletHasSufficientMemory"
+	reasonDiskOK          = "KubeletHasNoDiskPressure"
+	reasonPIDOK           = "KubeletHasSufficientPID"
+	reasonNetworkNotReady = "NetworkNotReady"
+	registerRetryMin      = 200 * time.Millisecond
+	registerRetryMax      = 10 * time.Second
+	heartbeatLogInterval  = 30 // consecutive failures between two warnings
 )
 
 // Register creates the Node, or updates it if it exists (an agent
@@ -220,4 +221,30 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// setReady sets the node's Ready condition (retrying conflicts a few
+// times); the other conditions stay as they are.
+func (a *Agent) setReady(ctx context.Context, status api.ConditionStatus, reason, msg string) error {
+	var err error
+	for range statusRetries {
+		var o api.Object
+		o, err = a.c.Get(ctx, api.KindNode, "", a.cfg.NodeName)
+		if err != nil {
+			return err
+		}
+		n := *o.(*api.Node)
+		now := api.NewTime(a.clock.Now())
+		n.Status.Conditions = mergeNodeConditions(n.Status.Conditions, []api.NodeCondition{{
+			Type: api.NodeReady, Status: status, Reason: reason, Message: msg, LastHeartbeatTime: now, LastTransitionTime: now}})
+		o, err = a.c.UpdateStatus(ctx, &n)
+		if err == nil {
+			a.setNode(o.(*api.Node))
+			return nil
+		}
+		if !client.IsConflict(err) {
+			return err
+		}
+	}
+	return err
 }

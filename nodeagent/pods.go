@@ -124,7 +124,13 @@ func (a *Agent) runPods(ctx context.Context) error {
 // operator widens it) and builds the pod network over it.
 func (a *Agent) setupNetwork(ctx context.Context) error {
 	n := a.Node()
+	notReady := false
 	for delay := time.Second; n.Spec.PodCIDR == ""; delay = min(2*delay, 30*time.Second) {
+		if !notReady {
+			// Nothing can be placed here until the node has a pod network.
+			notReady = a.setReady(ctx, api.ConditionFalse, reasonNetworkNotReady,
+				"network not ready: the node has no pod CIDR (is the cluster CIDR full?)") == nil
+		}
 		a.log.Warn("the node has no pod CIDR yet; waiting", "in", delay)
 		if !a.sleep(ctx, delay) {
 			return nil
@@ -143,6 +149,11 @@ func (a *Agent) setupNetwork(ctx context.Context) error {
 	a.net, err = a.cfg.NewNetwork(cidr)
 	if err != nil {
 		return fmt.Errorf("nodeagent: pod network over %s: %w", cidr, err)
+	}
+	if notReady {
+		if err := a.setReady(ctx, api.ConditionTrue, reasonReady, "skiff agent is posting ready status"); err != nil {
+			a.log.Warn("report the node Ready", "err", err)
+		}
 	}
 	return nil
 }

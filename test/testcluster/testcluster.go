@@ -15,6 +15,7 @@ import (
 	"github.com/skiffhq/skiff/api"
 	"github.com/skiffhq/skiff/client"
 	"github.com/skiffhq/skiff/controlplane"
+	"github.com/skiffhq/skiff/controlplane/store"
 )
 
 // Cluster is a running server.
@@ -31,7 +32,9 @@ type Cluster struct {
 type Options struct {
 	// NodeGracePeriod: how long a node may stay silent (default 10s).
 	NodeGracePeriod time.Duration
-	Logger          *slog.Logger
+	// Network is the cluster's address plan (zero: the default).
+	Network store.NetworkConfig
+	Logger  *slog.Logger
 }
 
 // Start runs a bootstrap server in a temporary directory until the test
@@ -45,7 +48,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg := controlplane.Config{DataDir: dir, NodeID: "s1", RaftAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",
-		Bootstrap: true, Ready: ready, Logger: log, NodeGracePeriod: opts.NodeGracePeriod}
+		Bootstrap: true, Ready: ready, Logger: log, NodeGracePeriod: opts.NodeGracePeriod, Network: opts.Network}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- controlplane.Run(ctx, cfg) }()
