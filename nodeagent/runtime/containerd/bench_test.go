@@ -90,7 +90,8 @@ func benchPlain(b *testing.B, rt *Runtime) {
 		began := time.Now()
 		id := fmt.Sprint("plain-", i)
 		c, err := rt.client.NewContainer(ctx, id, containerd.WithImage(img), containerd.WithSnapshotter(rt.cfg.Snapshotter),
-			containerd.WithNewSnapshot(id, img), containerd.WithNewSpec(oci.WithImageConfig(img), oci.WithProcessArgs("sleep", "3600")))
+			containerd.WithNewSnapshot(id, img), containerd.WithNewSpec(oci.WithImageConfig(img), oci.WithProcessArgs("sleep", "3600"),
+				oci.WithCgroup(rt.cfg.CgroupParent+"/"+id)))
 		if err != nil {
 			b.Fatal(err)
 		}
