@@ -92,7 +92,10 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*http.Request, f
 	// leader, and queueing it behind the nodes' own status writes (same
 	// class) got nodes marked unreachable while 1,000 of them started
 	// 10,000 pods: liveness must not wait for the work it vouches for.
-	if sec.Gate != nil && !(r.Method == http.MethodGet && isWatch(r)) && !isHeartbeat(r) {
+	// Logs, exec and image transfers relayed to nodes (proxy.go) last as
+	// long as their client too, and wait on a node rather than on this
+	// server.
+	if sec.Gate != nil && !(r.Method == http.MethodGet && isWatch(r)) && !isHeartbeat(r) && !isStreaming(r) {
 		rel, err := sec.Gate.Acquire(r.Context(), auth.Priority(u))
 		if err != nil {
 			writeStatus(w, tooManyRequests(u, time.Second))

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,6 +63,11 @@ type Config struct {
 	// ServerID names this server in the X-Skiff-Forwarded header of
 	// forwarded requests (default "1").
 	ServerID string
+	// NodeTLS is how this server dials node agents for logs, exec and
+	// images (proxy.go): its certificate as the client certificate, and
+	// the cluster CA (RootCAs, or a VerifyConnection checking the chain).
+	// Nil: ForwardTransport's TLS settings.
+	NodeTLS *tls.Config
 }
 
 // Server serves the API. It implements http.Handler.
@@ -213,6 +219,11 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, l *requestLabels)
 		if s.authorizePath(w, r) {
 			s.tokens(w, r)
 		}
+		return
+	}
+	if pt, ok := parseProxyPath(r.URL.Path); ok {
+		*l = proxyLabels(r, pt)
+		s.serveProxy(w, r, pt)
 		return
 	}
 	t, ok, serr := parseResourcePath(r.URL.Path)
