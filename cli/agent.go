@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -18,6 +19,8 @@ import (
 	"github.com/skiffhq/skiff/client"
 	"github.com/skiffhq/skiff/nodeagent"
 	"github.com/skiffhq/skiff/nodeagent/hollow"
+	"github.com/skiffhq/skiff/controlplane/store"
+	"github.com/skiffhq/skiff/nodeagent/runtime/containerd"
 	"github.com/skiffhq/skiff/nodeagent/runtime/fake"
 )
 
@@ -43,32 +46,63 @@ type agentFlags struct {
 	concurrency int
 	http1       bool
 	logs        logFlags
+
+	// Real nodes (containerd).
+	dataDir, containerd, namespace, cgroupParent, stateDir string
+	cniBinDir, serviceCIDR                                 string
+	backoffMax                                             time.Duration
+	images                                                 []string
+}
+
+// name is --node-name, or the host name in lower case.
+func (f *agentFlags) name() (string, error) {
+	if f.nodeName != "" {
+		return f.nodeName, nil
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("--node-name not given and no host name: %w", err)
+	}
+	return strings.ToLower(h), nil
 }
 
 func newAgentCmd(o *options) *cobra.Command {
 	var f agentFlags
 	cmd := &cobra.Command{
-		Use:   "agent --server URL --token TOKEN (--runtime fake [--node-name NAME] | --simulate N)",
+		Use:   "agent --server URL --token TOKEN [--node-name NAME] | --simulate N",
 		Short: "Run a node agent, or N simulated nodes",
 		Long: `Run the node agent: it joins the cluster with an agent token (the token pins the
 cluster CA; the agent checks it before sending the secret, then gets a node
-certificate for system:node:<name>), registers its Node, heartbeats, watches
-the pods bound to it, runs them and reports their status.
+certificate for system:node:<name>, saved in --data-dir so later starts need
+no token), registers its Node with this machine's CPUs and memory, heartbeats,
+watches the pods bound to it, runs them in containerd and reports their
+status.
 
-The containerd runtime, CNI pod networking and probes arrive with issue 5.
-Until then an agent runs only the fake runtime (--runtime fake), whose
-containers are in-memory records: nothing actually runs, but the control
-plane sees a Ready node whose pods become Running and Ready with addresses
-from the node's pod CIDR.
+Each pod gets a network namespace on the node's bridge (CNI bridge +
+host-local over the node's pod CIDR), and the node keeps host routes to the
+other nodes' pod CIDRs. Containers run in containerd (namespace skiff,
+cgroups under /skiff); without --containerd the agent starts and supervises
+its own containerd with its state under --data-dir. Their output goes to log
+files under --data-dir/pods. Run it as root.
 
+Restarting the agent (even kill -9) restarts no container: it adopts what
+containerd runs. Stopping it leaves the pods running.
+
+--runtime fake runs no containers: its containers are in-memory records, and
+the control plane sees a Ready node whose pods become Running and Ready.
 --simulate N runs N such nodes ("hollow nodes") in this one process, each
 with its own key, certificate and connections, named <prefix><index>; the
 control plane cannot tell them from real ones. Use it to exercise the
-scheduler and controllers at thousands of nodes. Stop with Ctrl-C: the nodes
-stop heartbeating and are marked unreachable after the grace period.
+scheduler and controllers at thousands of nodes.
 
 Get a token with: skiff token create --usage agent --ttl 24h`,
-		Example: `  # 1,000 simulated nodes of 4 CPUs and 16Gi, containers Ready after 1s
+		Example: `  # A real node, named after this host (as root)
+  skiff agent --server https://10.0.0.1:6443 --token "$TOKEN"
+
+  # The same with a containerd that is already running
+  skiff agent --server https://10.0.0.1:6443 --token "$TOKEN" --containerd /run/containerd/containerd.sock
+
+  # 1,000 simulated nodes of 4 CPUs and 16Gi, containers Ready after 1s
   skiff agent --simulate 1000 --server https://127.0.0.1:6443 --token "$TOKEN"
 
   # Labels and a faster heartbeat
@@ -125,25 +159,51 @@ Get a token with: skiff token create --usage agent --ttl 24h`,
 			}
 			switch f.runtime {
 			case runtimeFake:
+				return runFakeAgent(ctx, f, servers, tok, capacity, labels, o.build.Version, log)
 			case runtimeContainerd:
-				return errors.New("the containerd runtime is not implemented yet (it arrives with issue 5): " +
-					"run --runtime fake for a node whose containers are simulated, or --simulate N for N such nodes")
 			default:
 				return fmt.Errorf("--runtime %q: want %s or %s", f.runtime, runtimeContainerd, runtimeFake)
 			}
-			return runFakeAgent(ctx, f, servers, tok, capacity, labels, o.build.Version, log)
+			if os.Geteuid() != 0 {
+				return errors.New("the node agent runs containers, pod networks and cgroups: run it as root (or --runtime fake / --simulate N for simulated nodes)")
+			}
+			name, err := f.name()
+			if err != nil {
+				return err
+			}
+			svc, err := netip.ParsePrefix(f.serviceCIDR)
+			if err != nil {
+				return fmt.Errorf("--service-cidr %q: %w", f.serviceCIDR, err)
+			}
+			return runNode(ctx, nodeConfig{
+				Servers: servers, Token: &tok, Name: name, NodeIP: f.nodeIP,
+				DataDir: f.dataDir, Containerd: f.containerd, Namespace: f.namespace,
+				CgroupParent: f.cgroupParent, StateDir: filepath.Join(f.stateDir, name),
+				CNIPluginDirs: splitServers(f.cniBinDir), ServiceCIDR: svc, Labels: labels,
+				MaxPods: f.maxPods, Heartbeat: f.heartbeat, BackoffMax: f.backoffMax,
+				Images: f.images, Version: o.build.Version, Log: log,
+			})
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.token, "token", os.Getenv("SKIFF_TOKEN"), "agent join token K10<ca hash>::<id>.<secret> (default $SKIFF_TOKEN)")
 	fl.StringVar(&f.nodeName, "node-name", "", "name of this node (default: the host name)")
 	fl.StringVar(&f.nodeIP, "node-ip", "", "this node's InternalIP, reported as the pods' hostIP")
-	fl.StringVar(&f.runtime, "runtime", runtimeContainerd, "container runtime: containerd (issue 5, not yet) or fake (in-memory: nothing runs)")
+	fl.StringVar(&f.runtime, "runtime", runtimeContainerd, "container runtime: containerd, or fake (in-memory: nothing runs)")
+	fl.StringVar(&f.dataDir, "data-dir", "/var/lib/skiff/agent", "the node's state: credentials, CNI state, container logs, and containerd's when skiff runs it")
+	fl.StringVar(&f.containerd, "containerd", "", "socket of a running containerd (default: start and supervise one under --data-dir)")
+	fl.StringVar(&f.namespace, "containerd-namespace", containerd.DefaultNamespace, "containerd namespace of this node's containers and images")
+	fl.StringVar(&f.cgroupParent, "cgroup-parent", containerd.DefaultCgroupParent, "cgroup every pod's cgroup is created under")
+	fl.StringVar(&f.stateDir, "state-dir", "/run/skiff", "runtime state (network namespace mounts), under <state-dir>/<node>")
+	fl.StringVar(&f.cniBinDir, "cni-bin-dir", "/usr/lib/cni,/opt/cni/bin", "directories of the CNI plugins (bridge, host-local, loopback), comma-separated")
+	fl.StringVar(&f.serviceCIDR, "service-cidr", store.DefaultNetwork.ServiceCIDR.String(), "the cluster's service CIDR: an unreachable route keeps untranslated service packets on the node")
+	fl.DurationVar(&f.backoffMax, "max-backoff", nodeagent.DefaultBackoffMax, "cap of the restart back-off of crashing containers and failing pulls")
+	fl.StringArrayVar(&f.images, "import-image", nil, "image tarball (OCI or docker save) to import into containerd at start (repeatable)")
 	fl.IntVar(&f.simulate, "simulate", 0, "run N simulated nodes with the fake runtime in this process")
 	fl.StringVar(&f.prefix, "node-prefix", hollow.DefaultPrefix, "with --simulate: node names are <prefix><index>, zero-padded")
 	fl.DurationVar(&f.readyDelay, "ready-delay", time.Second, "fake runtime: how long a container takes to start")
-	fl.StringVar(&f.cpu, "cpu", "4", "CPU capacity of the node(s)")
-	fl.StringVar(&f.memory, "memory", "16Gi", "memory capacity of the node(s)")
+	fl.StringVar(&f.cpu, "cpu", "4", "fake runtime: CPU capacity of the node(s) (a real node reports its machine's)")
+	fl.StringVar(&f.memory, "memory", "16Gi", "fake runtime: memory capacity of the node(s) (a real node reports its machine's)")
 	fl.IntVar(&f.maxPods, "max-pods", nodeagent.DefaultMaxPods, "how many pods the node(s) may run")
 	fl.DurationVar(&f.heartbeat, "heartbeat-period", nodeagent.DefaultHeartbeatPeriod, "how often each node tells the control plane it is alive")
 	fl.StringVar(&f.labels, "labels", "", "node labels k=v,... (only kubernetes.io/{hostname,os,arch}, node.kubernetes.io/*, topology.kubernetes.io/*, skiff.io/agent-*)")
@@ -199,13 +259,9 @@ func splitServers(s string) []string {
 
 // runFakeAgent runs one agent named after this host over the fake runtime.
 func runFakeAgent(ctx context.Context, f agentFlags, servers []string, tok api.JoinToken, capacity api.ResourceList, labels map[string]string, version string, log *slog.Logger) error {
-	name := f.nodeName
-	if name == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return fmt.Errorf("--node-name not given and no host name: %w", err)
-		}
-		name = strings.ToLower(h)
+	name, err := f.name()
+	if err != nil {
+		return err
 	}
 	addrs := []api.NodeAddress{{Type: api.NodeHostName, Address: name}}
 	sans := []string{name}

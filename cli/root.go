@@ -12,6 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiffhq/skiff/nodeagent/runtime/containerd/logdriver"
+
 	"github.com/skiffhq/skiff/api"
 	"github.com/skiffhq/skiff/client"
 )
@@ -96,15 +98,23 @@ one to DATA_DIR/admin.conf).`,
 		&cobra.Group{ID: "basic", Title: "Working with objects:"},
 		&cobra.Group{ID: "cluster", Title: "Running and inspecting a cluster:"},
 	)
-	for _, c := range []*cobra.Command{newApplyCmd(o), newGetCmd(o), newDescribeCmd(o), newDeleteCmd(o), newScaleCmd(o), newRolloutCmd(o)} {
+	for _, c := range []*cobra.Command{newApplyCmd(o), newGetCmd(o), newDescribeCmd(o), newDeleteCmd(o), newScaleCmd(o), newRolloutCmd(o), newLogsCmd(o), newExecCmd(o)} {
 		c.GroupID = "basic"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{newServerCmd(o), newDevCmd(o), newAgentCmd(o), newMembersCmd(o), newTokenCmd(o), newCordonCmd(o, true), newCordonCmd(o, false), newDrainCmd(o)} {
+	for _, c := range []*cobra.Command{newServerCmd(o), newDevCmd(o), newAgentCmd(o), newMembersCmd(o), newTokenCmd(o), newCordonCmd(o, true), newCordonCmd(o, false), newDrainCmd(o), newImageCmd(o)} {
 		c.GroupID = "cluster"
 		root.AddCommand(c)
 	}
 	root.AddCommand(newVersionCmd(o))
+	root.AddCommand(&cobra.Command{
+		// containerd's shims run this to write a container's output to its
+		// log file (the agent names this binary as the log driver).
+		Use:                logdriver.Subcommand + " OPTIONS",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		Run:                func(_ *cobra.Command, args []string) { logdriver.Main(args) },
+	})
 	return root
 }
 

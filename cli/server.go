@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -16,10 +17,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiffhq/skiff/api"
 	"github.com/skiffhq/skiff/client"
 	"github.com/skiffhq/skiff/cloudprovider"
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/store"
+	"github.com/skiffhq/skiff/nodeagent"
 	"github.com/skiffhq/skiff/scheduler"
 )
 
@@ -141,6 +144,7 @@ func defaultDevDir() string {
 func newDevCmd(o *options) *cobra.Command {
 	cfg := controlplane.Config{Dev: true}
 	var logs logFlags
+	var nf devNodeFlags
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a one-process development cluster",
@@ -149,8 +153,13 @@ single control-plane server that bootstraps itself the first time and keeps its
 state in --data-dir across restarts. Once it is ready it prints how to point
 the client commands at it.
 
-Status: the control plane only. Objects are stored and watched, but no
-scheduler, controllers or node agent run yet, so Deployments create no Pods.`,
+It also runs a node agent on this machine (as root): pods run in containerd
+(skiff starts and supervises its own unless --containerd names a running
+one), on a CNI bridge (skiff0) over the node's pod CIDR, with their logs
+under DATA_DIR/agent/pods. --node=false runs the control plane alone (add
+nodes with skiff agent, or simulated ones with skiff agent --simulate N).
+--import-image loads image tarballs into the node's containerd at start
+(make run imports the echo example's).`,
 		Example: `  # Start it (Ctrl-C stops it; the data survives)
   skiff dev
 
@@ -176,15 +185,59 @@ scheduler, controllers or node agent run yet, so Deployments create no Pods.`,
 			cfg.Ready = ready
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if nf.enabled && os.Geteuid() != 0 {
+				return errors.New("skiff dev runs a node agent (containers, pod networks, cgroups), which needs root: run it as root, or with --node=false for the control plane alone")
+			}
 			done := make(chan error, 1)
 			go func() { done <- controlplane.Run(ctx, cfg) }()
 			select {
 			case err := <-done:
 				return err
 			case <-ready:
-				o.printDevBanner(cfg.DataDir)
 			}
-			return <-done
+			if !nf.enabled {
+				o.printDevBanner(cfg.DataDir, false)
+				return <-done
+			}
+			// The node runs next to the control plane; either ending ends both.
+			nctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			nodeDone := make(chan error, 1)
+			go func() { nodeDone <- runDevNode(nctx, cfg, nf, o.buildInfo().Version, log) }()
+			nodeUp := make(chan struct{})
+			go func() {
+				if waitNodeReady(nctx, cfg.DataDir, nf.name) == nil {
+					close(nodeUp)
+				}
+			}()
+			select {
+			case err := <-done:
+				cancel()
+				<-nodeDone
+				return err
+			case err := <-nodeDone:
+				stop()
+				<-done
+				if err != nil {
+					return fmt.Errorf("dev node: %w", err)
+				}
+				return nil
+			case <-nodeUp:
+				o.printDevBanner(cfg.DataDir, true)
+			}
+			select {
+			case err := <-done:
+				cancel()
+				<-nodeDone
+				return err
+			case err := <-nodeDone:
+				stop()
+				<-done
+				if err != nil {
+					return fmt.Errorf("dev node: %w", err)
+				}
+				return nil
+			}
 		},
 	}
 	f := cmd.Flags()
@@ -198,10 +251,81 @@ scheduler, controllers or node agent run yet, so Deployments create no Pods.`,
 	f.Var((*strategyFlag)(&cfg.SchedulerStrategy), "scheduler-strategy", "how the scheduler ranks nodes that fit: LeastAllocated (spread) or MostAllocated (bin-packing)")
 	f.StringVar(&cfg.CloudProvider, "cloud-provider", cloudprovider.ProviderLocal, "cloud provider: "+strings.Join(cloudprovider.Providers(), " or "))
 	f.Var(&cfg.Cloud.LoadBalancerPool, "load-balancer-pool", "addresses for LoadBalancer services (local provider), e.g. 192.168.1.240-192.168.1.250,10.0.5.0/28")
+	f.BoolVar(&nf.enabled, "node", true, "also run a node agent on this machine (containerd; needs root)")
+	f.StringVar(&nf.name, "node-name", "dev", "the node's name")
+	f.StringVar(&nf.containerd, "containerd", "", "socket of a running containerd for the node (default: start one under DATA_DIR/agent/containerd)")
+	f.StringArrayVar(&nf.images, "import-image", nil, "image tarball to import into the node's containerd at start (repeatable)")
 	net := registerNetworkFlags(cmd)
 	logs.register(cmd)
 	wrapNetwork(cmd, &cfg, net)
 	return cmd
+}
+
+// devNodeFlags are skiff dev's node agent settings.
+type devNodeFlags struct {
+	enabled    bool
+	name       string
+	containerd string
+	images     []string
+}
+
+// runDevNode runs the dev cluster's own node: it joins with a fresh agent
+// token the first time (later starts reuse the saved credentials).
+func runDevNode(ctx context.Context, cfg controlplane.Config, nf devNodeFlags, version string, log *slog.Logger) error {
+	dir := filepath.Join(cfg.DataDir, "agent")
+	ncfg := nodeConfig{
+		Name: nf.name, DataDir: dir, Containerd: nf.containerd,
+		Namespace: "skiff", CgroupParent: "/skiff", StateDir: filepath.Join("/run/skiff", nf.name),
+		CNIPluginDirs: []string{"/usr/lib/cni", "/opt/cni/bin"}, ServiceCIDR: cfg.Network.ServiceCIDR,
+		MaxPods: nodeagent.DefaultMaxPods, Images: nf.images, Version: version, Log: log.With("component", "agent"),
+	}
+	admin, err := client.LoadConfig(filepath.Join(cfg.DataDir, "admin.conf"))
+	if err != nil {
+		return err
+	}
+	ncfg.Servers = admin.Servers
+	if _, err := os.Stat(filepath.Join(dir, nodeCredentials)); err != nil {
+		c, err := client.New(*admin)
+		if err != nil {
+			return err
+		}
+		tok, err := c.CreateToken(ctx, client.TokenRequest{Usage: "agent", Description: "skiff dev node", TTL: "1h"})
+		if err != nil {
+			return fmt.Errorf("create the dev node's join token: %w", err)
+		}
+		jt, err := api.ParseJoinToken(tok.Token)
+		if err != nil {
+			return err
+		}
+		ncfg.Token = &jt
+	}
+	return runNode(ctx, ncfg)
+}
+
+// waitNodeReady waits until the dev node is Ready.
+func waitNodeReady(ctx context.Context, dataDir, name string) error {
+	admin, err := client.LoadConfig(filepath.Join(dataDir, "admin.conf"))
+	if err != nil {
+		return err
+	}
+	c, err := client.New(*admin)
+	if err != nil {
+		return err
+	}
+	for {
+		if o, err := c.Get(ctx, api.KindNode, "", name); err == nil {
+			for _, cond := range o.(*api.Node).Status.Conditions {
+				if cond.Type == api.NodeReady && cond.Status == api.ConditionTrue {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // networkFlags are the address plan a bootstrapping server records.
@@ -249,7 +373,7 @@ func wrapNetwork(cmd *cobra.Command, cfg *controlplane.Config, n *networkFlags) 
 }
 
 // printDevBanner tells the user how to reach the dev cluster.
-func (o *options) printDevBanner(dataDir string) {
+func (o *options) printDevBanner(dataDir string, node bool) {
 	conf := filepath.Join(dataDir, "admin.conf")
 	if abs, err := filepath.Abs(conf); err == nil {
 		conf = abs
@@ -263,13 +387,29 @@ skiff dev is ready: API at %s, data in %s
 
 In another terminal:
   export SKIFF_CONFIG=%s
+`, url, dataDir, conf)
+	if node {
+		fmt.Fprint(o.out, `  skiff get nodes
   skiff apply -f examples/web.yaml
+  skiff rollout status deploy/web
+  skiff get pods -o wide
+  skiff logs deploy/web
+  skiff exec deploy/web -- wget -qO- localhost:8080
+  skiff delete -f examples/web.yaml
+
+Stop with Ctrl-C; the state survives restarts, and the containers keep running
+while skiff is stopped.
+`)
+		return
+	}
+	fmt.Fprint(o.out, `  skiff apply -f examples/web.yaml
   skiff get deploy,svc
-  skiff get nodes
   skiff members
 
-Stop with Ctrl-C; the state survives restarts.
-`, url, dataDir, conf)
+No node runs here (--node=false): add one with skiff agent, or simulated
+ones with skiff agent --simulate N. Stop with Ctrl-C; the state survives
+restarts.
+`)
 }
 
 // strategyFlag is --scheduler-strategy.

@@ -19,14 +19,15 @@ func TestAgentSimulate(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "dev")
 	conf := filepath.Join(data, "admin.conf")
 	e.setenv("SKIFF_CONFIG", conf)
-	dev := e.start("skiff dev", "dev", "--data-dir", data, "--api-addr", "127.0.0.1:0")
+	dev := e.start("skiff dev", "dev", "--node=false", "--data-dir", data, "--api-addr", "127.0.0.1:0")
 	dev.waitOutput("skiff dev is ready", 0, 60*time.Second)
 	server := serverOf(t, conf)
 
-	// The containerd runtime does not exist yet: the agent says so.
-	r := e.skiff("agent", "--server", server, "--token", "K10"+strings.Repeat("a", 64)+"::abcdef.0123456789abcdef")
-	if r.err == nil || !strings.Contains(r.stderr, "issue 5") {
-		t.Errorf("agent without --simulate or --runtime fake: %v\n%s", r.err, r.stderr)
+	// A token of another cluster: the agent refuses before sending it.
+	r := e.skiff("agent", "--server", server, "--data-dir", filepath.Join(t.TempDir(), "agent"),
+		"--token", "K10"+strings.Repeat("a", 64)+"::abcdef.0123456789abcdef")
+	if r.err == nil || !strings.Contains(r.stderr, "not this cluster") {
+		t.Errorf("agent with another cluster's token: %v\n%s", r.err, r.stderr)
 	}
 
 	token := strings.TrimSpace(e.mustSkiff("token", "create", "--usage", "agent", "--ttl", "1h"))

@@ -25,7 +25,7 @@ func TestDevCluster(t *testing.T) {
 		t.Errorf("without a config, want an error pointing at skiff dev, got %v: %s", r.err, r.stderr)
 	}
 
-	dev := e.start("skiff dev", "dev", "--data-dir", data, "--api-addr", "127.0.0.1:0")
+	dev := e.start("skiff dev", "dev", "--node=false", "--data-dir", data, "--api-addr", "127.0.0.1:0")
 	dev.waitOutput("skiff dev is ready", 0, 60*time.Second)
 	if _, err := os.Stat(conf); err != nil {
 		t.Fatalf("admin.conf: %v", err)
@@ -158,7 +158,7 @@ func TestDevCluster(t *testing.T) {
 	if err := dev.stop(30 * time.Second); err != nil {
 		t.Fatalf("skiff dev did not exit cleanly on SIGTERM: %v\n%s", err, dev.output())
 	}
-	dev2 := e.start("skiff dev (restarted)", "dev", "--data-dir", data, "--api-addr", "127.0.0.1:0")
+	dev2 := e.start("skiff dev (restarted)", "dev", "--node=false", "--data-dir", data, "--api-addr", "127.0.0.1:0")
 	dev2.waitOutput("skiff dev is ready", 0, 60*time.Second)
 	out = e.mustSkiff("get", "deploy", "web")
 	if !strings.Contains(out, "web") || !strings.Contains(out, "0/5") {

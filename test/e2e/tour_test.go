@@ -20,7 +20,7 @@ func TestSimulatedClusterTour(t *testing.T) {
 	e.setenv("SKIFF_CONFIG", conf)
 	// 192.0.2.0/24 is TEST-NET-1: the local provider only records the
 	// addresses; nothing on this machine changes.
-	dev := e.start("skiff dev", "dev", "--data-dir", data, "--api-addr", "127.0.0.1:0",
+	dev := e.start("skiff dev", "dev", "--node=false", "--data-dir", data, "--api-addr", "127.0.0.1:0",
 		"--load-balancer-pool", "192.0.2.10-192.0.2.20")
 	dev.waitOutput("skiff dev is ready", 0, 60*time.Second)
 	token := strings.TrimSpace(e.mustSkiff("token", "create", "--usage", "agent", "--ttl", "1h"))
