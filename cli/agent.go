@@ -17,9 +17,9 @@ import (
 
 	"github.com/skiffhq/skiff/api"
 	"github.com/skiffhq/skiff/client"
+	"github.com/skiffhq/skiff/controlplane/store"
 	"github.com/skiffhq/skiff/nodeagent"
 	"github.com/skiffhq/skiff/nodeagent/hollow"
-	"github.com/skiffhq/skiff/controlplane/store"
 	"github.com/skiffhq/skiff/nodeagent/runtime/containerd"
 	"github.com/skiffhq/skiff/nodeagent/runtime/fake"
 )
