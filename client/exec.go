@@ -46,7 +46,7 @@ func (c *Client) OpenExec(ctx context.Context, namespace, pod string, opts ExecO
 	h := http.Header{}
 	h.Set("Connection", "Upgrade")
 	h.Set("Upgrade", ExecProtocol)
-	resp, err := c.stream(ctx, streamRequest{method: http.MethodPost, path: path, header: h, headerTimeout: c.timeout})
+	resp, err := c.stream(ctx, streamRequest{method: http.MethodPost, path: path, header: h, headerTimeout: c.timeout, http: c.http1()})
 	if err != nil {
 		return nil, err
 	}
@@ -59,4 +59,28 @@ func (c *Client) OpenExec(ctx context.Context, namespace, pod string, opts ExecO
 		return nil, fmt.Errorf("client: exec in %s/%s: the upgraded connection is not writable", namespace, pod)
 	}
 	return conn, nil
+}
+
+// http1 is the client's HTTP client restricted to HTTP/1.1: Go's transport
+// sends an Upgrade other than websocket over HTTP/2 when it can, where
+// upgrades do not exist. A client given its own http.Client with another
+// kind of transport keeps it.
+func (c *Client) http1() *http.Client {
+	t, ok := c.http.Transport.(*http.Transport)
+	if !ok {
+		return c.http
+	}
+	t = t.Clone()
+	t.ForceAttemptHTTP2 = false
+	var p http.Protocols
+	p.SetHTTP1(true)
+	t.Protocols = &p
+	if t.TLSClientConfig != nil {
+		t.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	}
+	// The upgraded connection is never reused; nothing else is sent here.
+	t.DisableKeepAlives = true
+	hc := *c.http
+	hc.Transport = t
+	return &hc
 }

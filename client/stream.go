@@ -20,6 +20,8 @@ type streamRequest struct {
 	// headerTimeout bounds the wait for the answer's header (0: none,
 	// for requests the server answers only once it has done the work).
 	headerTimeout time.Duration
+	// http sends the request (nil: the client's).
+	http *http.Client
 }
 
 // stream sends one streaming request. It moves on to the next server only
@@ -90,7 +92,11 @@ func (c *Client) streamOnce(ctx context.Context, server string, sr streamRequest
 	if sr.headerTimeout > 0 {
 		timer = time.AfterFunc(sr.headerTimeout, cancel)
 	}
-	resp, err := c.http.Do(req)
+	hc := sr.http
+	if hc == nil {
+		hc = c.http
+	}
+	resp, err := hc.Do(req)
 	if timer != nil && !timer.Stop() {
 		// The timer fired: the request's context is gone, with any answer.
 		if err == nil {
