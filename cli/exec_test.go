@@ -187,7 +187,9 @@ func (sc *streamCluster) run(stdin string, args ...string) (string, string, erro
 	sc.t.Helper()
 	var out, errOut bytes.Buffer
 	o := &options{in: strings.NewReader(stdin), out: &out, errOut: &errOut, now: time.Now,
-		newClient: func(cfg client.Config) (*client.Client, error) { return client.New(cfg, client.WithTimeout(10*time.Second)) }}
+		newClient: func(cfg client.Config) (*client.Client, error) {
+			return client.New(cfg, client.WithTimeout(10*time.Second))
+		}}
 	root := newRoot(o)
 	root.SetArgs(append([]string{"--config", sc.config}, args...))
 	err := root.ExecuteContext(context.Background())
