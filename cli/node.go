@@ -86,9 +86,17 @@ func runNode(ctx context.Context, cfg nodeConfig) error {
 	defer cancel()
 	address := cfg.Containerd
 	if address == "" {
-		d, err := containerd.NewDaemon(containerd.DaemonConfig{Dir: filepath.Join(cfg.DataDir, "containerd"), Logger: log.With("component", "containerd")})
+		// The daemon dies with this process (the containers do not: their
+		// shims outlive it, and the next start's daemon finds them again),
+		// so a killed agent leaves no daemon that a second one would fight
+		// over the same state directory.
+		d, err := containerd.NewDaemon(containerd.DaemonConfig{Dir: filepath.Join(cfg.DataDir, "containerd"),
+			KillWithParent: true, Logger: log.With("component", "containerd")})
 		if err != nil {
 			return err
+		}
+		if containerd.Serving(ctx, d.Address()) {
+			return fmt.Errorf("a containerd is already serving %s (left by an earlier run?): stop it, or pass its socket with --containerd", d.Address())
 		}
 		run := make(chan error, 1)
 		wg.Go(func() { run <- d.Run(ctx) })

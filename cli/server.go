@@ -23,6 +23,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/store"
 	"github.com/skiffhq/skiff/nodeagent"
+	"github.com/skiffhq/skiff/nodeagent/runtime/containerd"
 	"github.com/skiffhq/skiff/scheduler"
 )
 
@@ -255,6 +256,7 @@ nodes with skiff agent, or simulated ones with skiff agent --simulate N).
 	f.StringVar(&nf.name, "node-name", "dev", "the node's name")
 	f.StringVar(&nf.containerd, "containerd", "", "socket of a running containerd for the node (default: start one under DATA_DIR/agent/containerd)")
 	f.StringArrayVar(&nf.images, "import-image", nil, "image tarball to import into the node's containerd at start (repeatable)")
+	f.StringVar(&nf.cgroupParent, "cgroup-parent", containerd.DefaultCgroupParent, "cgroup the node's pods are created under")
 	net := registerNetworkFlags(cmd)
 	logs.register(cmd)
 	wrapNetwork(cmd, &cfg, net)
@@ -267,6 +269,8 @@ type devNodeFlags struct {
 	name       string
 	containerd string
 	images     []string
+	// cgroupParent is where pods' cgroups go (tests use one per run).
+	cgroupParent string
 }
 
 // runDevNode runs the dev cluster's own node: it joins with a fresh agent
@@ -275,7 +279,7 @@ func runDevNode(ctx context.Context, cfg controlplane.Config, nf devNodeFlags, v
 	dir := filepath.Join(cfg.DataDir, "agent")
 	ncfg := nodeConfig{
 		Name: nf.name, DataDir: dir, Containerd: nf.containerd,
-		Namespace: "skiff", CgroupParent: "/skiff", StateDir: filepath.Join("/run/skiff", nf.name),
+		Namespace: containerd.DefaultNamespace, CgroupParent: nf.cgroupParent, StateDir: filepath.Join("/run/skiff", nf.name),
 		CNIPluginDirs: []string{"/usr/lib/cni", "/opt/cni/bin"}, ServiceCIDR: cfg.Network.ServiceCIDR,
 		MaxPods: nodeagent.DefaultMaxPods, Images: nf.images, Version: version, Log: log.With("component", "agent"),
 	}
