@@ -56,13 +56,12 @@ lint: ## go vet + staticcheck
 	$(GO) run $(STATICCHECK) ./...
 
 .PHONY: run
-run: build ## Build and run a one-process dev cluster (skiff dev)
-	@echo "==> starting skiff dev (data in $(DEV_DIR), API on $(DEV_API_ADDR)); in another terminal:"
-	@echo "      export SKIFF_CONFIG=$(DEV_DIR)/admin.conf"
-	@echo "      $(BIN) apply -f examples/web.yaml"
-	@echo "      $(BIN) get deploy,svc"
+run: build images ## Build and run a one-node dev cluster (skiff dev: control plane + node agent on containerd; as root)
+	@if [ "$$(id -u)" -ne 0 ]; then echo "make run: the dev cluster's node runs containers, pod networks and cgroups: run it as root" >&2; exit 1; fi
+	@./test/deps.sh
+	@echo "==> starting skiff dev (data in $(DEV_DIR), API on $(DEV_API_ADDR), the echo image imported); it prints a tour when ready"
 	@echo "    stop with Ctrl-C; state survives restarts (make clean-dev wipes it)"
-	$(BIN) dev --data-dir $(DEV_DIR) --api-addr $(DEV_API_ADDR)
+	$(BIN) dev --data-dir $(DEV_DIR) --api-addr $(DEV_API_ADDR) --import-image bin/images/echo.tar
 
 .PHONY: images
 images: ## Build the example image bin/images/echo.tar (localhost/skiff/echo:latest) from Go sources, no Docker
