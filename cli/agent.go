@@ -22,6 +22,7 @@ import (
 	"github.com/skiffhq/skiff/nodeagent/hollow"
 	"github.com/skiffhq/skiff/nodeagent/runtime/containerd"
 	"github.com/skiffhq/skiff/nodeagent/runtime/fake"
+	"github.com/skiffhq/skiff/nodeagent/server"
 )
 
 // Runtimes of skiff agent --runtime.
@@ -52,6 +53,7 @@ type agentFlags struct {
 	cniBinDir, serviceCIDR                                 string
 	backoffMax                                             time.Duration
 	images                                                 []string
+	port                                                   int
 }
 
 // name is --node-name, or the host name in lower case.
@@ -181,7 +183,7 @@ Get a token with: skiff token create --usage agent --ttl 24h`,
 				CgroupParent: f.cgroupParent, StateDir: filepath.Join(f.stateDir, name),
 				CNIPluginDirs: splitServers(f.cniBinDir), ServiceCIDR: svc, Labels: labels,
 				MaxPods: f.maxPods, Heartbeat: f.heartbeat, BackoffMax: f.backoffMax,
-				Images: f.images, Version: o.build.Version, Log: log,
+				Images: f.images, Port: f.port, Version: o.build.Version, Log: log,
 			})
 		},
 	}
@@ -198,6 +200,7 @@ Get a token with: skiff token create --usage agent --ttl 24h`,
 	fl.StringVar(&f.cniBinDir, "cni-bin-dir", "/usr/lib/cni,/opt/cni/bin", "directories of the CNI plugins (bridge, host-local, loopback), comma-separated")
 	fl.StringVar(&f.serviceCIDR, "service-cidr", store.DefaultNetwork.ServiceCIDR.String(), "the cluster's service CIDR: an unreachable route keeps untranslated service packets on the node")
 	fl.DurationVar(&f.backoffMax, "max-backoff", nodeagent.DefaultBackoffMax, "cap of the restart back-off of crashing containers and failing pulls")
+	fl.IntVar(&f.port, "port", server.DefaultPort, "port of the agent's endpoint on --node-ip (logs, exec and image import, for API servers only)")
 	fl.StringArrayVar(&f.images, "import-image", nil, "image tarball (OCI or docker save) to import into containerd at start (repeatable)")
 	fl.IntVar(&f.simulate, "simulate", 0, "run N simulated nodes with the fake runtime in this process")
 	fl.StringVar(&f.prefix, "node-prefix", hollow.DefaultPrefix, "with --simulate: node names are <prefix><index>, zero-padded")

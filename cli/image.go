@@ -136,8 +136,7 @@ func newImageListCmd(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			t := &table{w: o.out}
-			t.add([]string{"NODE", "IMAGE", "IMAGE ID", "SIZE"})
+			rows := [][]string{{"NODE", "IMAGE", "IMAGE ID", "SIZE"}}
 			failed := false
 			for _, n := range nodes {
 				imgs, err := c.ListImages(ctx, n)
@@ -149,9 +148,10 @@ func newImageListCmd(o *options) *cobra.Command {
 				}
 				slices.SortFunc(imgs, func(a, b client.NodeImage) int { return strings.Compare(a.Ref, b.Ref) })
 				for _, i := range imgs {
-					t.add([]string{n, i.Ref, shortID(i.ID), humanBytes(i.Size)})
+					rows = append(rows, []string{n, i.Ref, shortID(i.ID), humanBytes(i.Size)})
 				}
 			}
+			(&table{w: o.out}).add(rows...) // one call: the columns fit every row
 			if failed {
 				return ErrReported
 			}

@@ -2,13 +2,17 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -19,6 +23,7 @@ import (
 	"github.com/skiffhq/skiff/nodeagent/network/cni"
 	"github.com/skiffhq/skiff/nodeagent/network/routes"
 	"github.com/skiffhq/skiff/nodeagent/runtime/containerd"
+	"github.com/skiffhq/skiff/nodeagent/server"
 )
 
 // nodeConfig is what a real node (containerd, CNI, host routes) needs.
@@ -47,6 +52,9 @@ type nodeConfig struct {
 	MaxPods       int
 	Heartbeat     time.Duration
 	BackoffMax    time.Duration
+	// Port is the agent endpoint's (logs, exec, image import; default
+	// 10250), on NodeIP.
+	Port int
 	// Images are tarballs imported into the node's containerd at start.
 	Images  []string
 	Version string
@@ -133,6 +141,18 @@ func runNode(ctx context.Context, cfg nodeConfig) error {
 		return fmt.Errorf("host routes: %w", err)
 	}
 	defer rts.Close()
+	cert, err := tls.X509KeyPair([]byte(ccfg.ClientCertificateData), []byte(ccfg.ClientKeyData))
+	if err != nil {
+		return fmt.Errorf("node certificate: %w", err)
+	}
+	cas := x509.NewCertPool()
+	if !cas.AppendCertsFromPEM([]byte(ccfg.CertificateAuthorityData)) {
+		return errors.New("node credentials: no cluster CA")
+	}
+	port := cfg.Port
+	if port == 0 {
+		port = server.DefaultPort
+	}
 	ag, err := nodeagent.New(nodeagent.Config{
 		Client: c, NodeName: cfg.Name, Runtime: rt,
 		NewNetwork: func(cidr netip.Prefix) (network.Network, error) {
@@ -146,11 +166,27 @@ func runNode(ctx context.Context, cfg nodeConfig) error {
 		},
 		HeartbeatPeriod: cfg.Heartbeat, BackoffMax: cfg.BackoffMax,
 		Routes: rts, PodLogDir: filepath.Join(cfg.DataDir, "pods"),
-		Logger: log,
+		DaemonPort: int32(port), Logger: log,
 	})
 	if err != nil {
 		return err
 	}
+	// The endpoint the API servers reach for logs, exec and image import.
+	srv, err := server.New(server.Config{NodeName: cfg.Name, Containers: ag, Exec: rt, Images: rt,
+		Certificate: cert, ClientCAs: cas, Logger: log.With("component", "endpoint")})
+	if err != nil {
+		return err
+	}
+	addr := net.JoinHostPort(hostIP, strconv.Itoa(port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("agent endpoint: %w", err)
+	}
+	wg.Go(func() {
+		if err := srv.Serve(ctx, ln); err != nil && ctx.Err() == nil {
+			log.Error("agent endpoint stopped", "err", err)
+		}
+	})
 	if err := ag.Register(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil

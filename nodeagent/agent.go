@@ -63,6 +63,9 @@ type Config struct {
 	NodeInfo api.NodeSystemInfo
 	// Version is the agent's version (status.nodeInfo.kubeletVersion).
 	Version string
+	// DaemonPort is the port of the agent's endpoint (logs, exec, image
+	// import), reported in the Node's status (0: it serves none).
+	DaemonPort int32
 	// Routes, if set, is kept programmed with a route to every other
 	// node's pod CIDR via its InternalIP (simulated nodes have none).
 	Routes RouteSyncer

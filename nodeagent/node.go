@@ -186,6 +186,9 @@ func (a *Agent) desiredNode() *api.Node {
 			},
 		},
 	}
+	if a.cfg.DaemonPort > 0 {
+		n.Status.DaemonEndpoints = &api.NodeDaemonEndpoints{KubeletEndpoint: api.DaemonEndpoint{Port: a.cfg.DaemonPort}}
+	}
 	return n
 }
 

@@ -21,6 +21,11 @@ var (
 func main() {
 	root := cli.NewRoot(cli.BuildInfo{Version: version, Commit: commit, Date: date})
 	if err := root.Execute(); err != nil {
+		// skiff exec passes its command's exit code through.
+		var ec interface{ ExitCode() int }
+		if errors.As(err, &ec) {
+			os.Exit(ec.ExitCode())
+		}
 		if !errors.Is(err, cli.ErrReported) {
 			fmt.Fprintf(os.Stderr, "error: %v\n", err)
 		}

@@ -45,6 +45,18 @@ func authorizeRole(a Attributes) Decision {
 			return deny("%s may not %s %s: they are cluster-wide", who, a.Verb, res)
 		}
 	}
+	// The streaming subresources, as Kubernetes' roles grant them: logs
+	// are read like their pod (view), exec is a write (edit), and
+	// nodes/proxy reaches a node's agent directly (admins only).
+	switch {
+	case a.Kind == api.KindNode && a.Subresource == "proxy":
+		return deny("role %s may not %s %s: only admins reach nodes' agents", u.Role, a.Verb, res)
+	case a.Kind == api.KindPod && a.Subresource == "exec":
+		if u.Role == RoleView || a.Verb != VerbCreate {
+			return deny("role %s may not %s %s", u.Role, a.Verb, res)
+		}
+		return allow("role %s may %s %s", u.Role, a.Verb, res)
+	}
 	if a.Verb.ReadOnly() {
 		return allow("role %s may %s %s", u.Role, a.Verb, res)
 	}

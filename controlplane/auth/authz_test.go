@@ -261,3 +261,30 @@ func TestHeartbeatPaths(t *testing.T) {
 		}
 	}
 }
+
+// The streaming subresources follow Kubernetes' roles: view reads logs,
+// edit may exec, only admins reach nodes' agents.
+func TestStreamingSubresources(t *testing.T) {
+	z := NewAuthorizer(nil)
+	sub := func(a Attributes, s string) Attributes { a.Subresource = s; return a }
+	view := User{Name: "token:v", Source: SourceToken, Role: RoleView}
+	edit := User{Name: "token:e", Source: SourceToken, Role: RoleEdit}
+	admin := User{Name: "token:a", Source: SourceToken, Role: RoleAdmin}
+	cases := []struct {
+		name string
+		a    Attributes
+		want bool
+	}{
+		{"view reads logs", sub(res(view, VerbGet, api.KindPod, "default", "p"), "log"), true},
+		{"view may not exec", sub(res(view, VerbCreate, api.KindPod, "default", "p"), "exec"), false},
+		{"edit may exec", sub(res(edit, VerbCreate, api.KindPod, "default", "p"), "exec"), true},
+		{"edit reaches no node agent", sub(res(edit, VerbGet, api.KindNode, "", "n"), "proxy"), false},
+		{"view reaches no node agent", sub(res(view, VerbGet, api.KindNode, "", "n"), "proxy"), false},
+		{"admin imports images", sub(res(admin, VerbCreate, api.KindNode, "", "n"), "proxy"), true},
+	}
+	for _, c := range cases {
+		if d := z.Authorize(c.a); d.Allowed != c.want {
+			t.Errorf("%s: allowed=%v (%s), want %v", c.name, d.Allowed, d.Reason, c.want)
+		}
+	}
+}
