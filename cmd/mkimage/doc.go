@@ -4,7 +4,7 @@
 // import` and containerd's Client.Import load.
 //
 //	go run ./cmd/mkimage [-out bin/images/echo.tar] [-name localhost/skiff/echo:latest]
-//	                     [-pkg ./examples/echo] [-busybox auto|yes|no] [-binary PATH]
+//	                     [-pkg github.com/skiffhq/skiff/examples/echo] [-busybox auto|yes|no] [-binary PATH]
 //
 // The image holds the program as /usr/local/bin/echo (built with
 // CGO_ENABLED=0, so it needs nothing else), its entrypoint, with "serve" as
@@ -12,6 +12,6 @@
 // busybox-static when /bin/busybox is one) it also has /bin/sh and the
 // usual tools, for exec probes and `skiff exec`.
 //
-// It runs from the module's root (the go tool builds -pkg there) and
+// It runs inside the skiff module (the go tool builds -pkg there) and
 // depends on test/imagebuild only.
 package main

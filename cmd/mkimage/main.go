@@ -42,7 +42,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("mkimage", flag.ContinueOnError)
 	fs.StringVar(&c.Out, "out", "bin/images/echo.tar", "archive to write")
 	fs.StringVar(&c.Name, "name", "localhost/skiff/echo:latest", "image name")
-	fs.StringVar(&c.Pkg, "pkg", "./examples/echo", "Go package to build as /usr/local/bin/echo")
+	fs.StringVar(&c.Pkg, "pkg", "github.com/skiffhq/skiff/examples/echo", "Go package to build as /usr/local/bin/echo")
 	fs.StringVar(&c.Binary, "binary", "", "use this static binary instead of building -pkg")
 	fs.StringVar(&c.Busybox, "busybox", "auto", "include busybox: auto (if "+imagebuild.DefaultBusybox+" is static), yes or no")
 	fs.StringVar(&c.Arch, "arch", runtime.GOARCH, "GOARCH of the image")
