@@ -87,6 +87,9 @@ to skiff) and follows its window size. Use -it for a shell.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if pod, err = resolvePod(ctx, c, o.namespace, pod); err != nil {
+				return err
+			}
 			conn, err := c.OpenExec(ctx, o.namespace, pod, opts)
 			if err != nil {
 				return err

@@ -224,8 +224,12 @@ func TestLogsExecImage(t *testing.T) {
 			t.Errorf("previous: %v", err)
 		}
 		_, _, err = sc.run("", "logs", "deploy/web")
+		if err == nil || !strings.Contains(err.Error(), `deployment "web" has no pods`) {
+			t.Errorf("deploy/web without pods: %v", err)
+		}
+		_, _, err = sc.run("", "logs", "svc/web")
 		if err == nil || !strings.Contains(err.Error(), "only pods have logs") {
-			t.Errorf("deploy/web: %v", err)
+			t.Errorf("svc/web: %v", err)
 		}
 	})
 

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiffhq/skiff/api"
 	"github.com/skiffhq/skiff/client"
 )
 
@@ -39,6 +41,9 @@ current one: what a container printed before it crashed and was restarted.
   # Why did it restart? The previous instance's last words
   skiff logs web-5d9c7b-x2x4q -c web --previous
 
+  # One pod of a Deployment
+  skiff logs deploy/web
+
   # The last 5 minutes, with timestamps
   skiff logs pod/web-5d9c7b-x2x4q --since 5m --timestamps`,
 		Args: cobra.ExactArgs(1),
@@ -66,6 +71,9 @@ current one: what a container printed before it crashed and was restarted.
 			// lasts until the container stops or ^C.
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if pod, err = resolvePod(ctx, c, o.namespace, pod); err != nil {
+				return err
+			}
 			return c.Logs(ctx, o.namespace, pod, opts, o.out)
 		},
 	}
@@ -79,17 +87,61 @@ current one: what a container printed before it crashed and was restarted.
 	return cmd
 }
 
-// podArg accepts POD, pod/POD or pods/POD, as kubectl does.
+// podArg accepts POD, pod/POD or pods/POD, as kubectl does; deploy/NAME
+// and ds/NAME name a workload, resolved to one of its pods by
+// resolvePod.
 func podArg(arg string) (string, error) {
 	kind, name, found := strings.Cut(arg, "/")
 	if !found {
 		return arg, nil
 	}
+	if _, ok := workloadKinds[kind]; ok && name != "" {
+		return arg, nil
+	}
 	if kind != "pod" && kind != "pods" && kind != "po" {
-		return "", fmt.Errorf("%q: only pods have logs and exec (want POD or pod/POD)", arg)
+		return "", fmt.Errorf("%q: only pods have logs and exec (want POD, pod/POD, deploy/NAME or ds/NAME)", arg)
 	}
 	if name == "" {
 		return "", fmt.Errorf("%q: no pod name", arg)
 	}
 	return name, nil
+}
+
+// workloadKinds are the owners podArg accepts, by the names kubectl does.
+var workloadKinds = map[string]api.Kind{
+	"deploy": api.KindDeployment, "deployment": api.KindDeployment, "deployments": api.KindDeployment,
+	"ds": api.KindDaemonSet, "daemonset": api.KindDaemonSet, "daemonsets": api.KindDaemonSet,
+}
+
+// resolvePod turns what podArg returned into a pod name: a workload
+// (deploy/NAME) becomes one of its pods, a Ready one if there is one (the
+// first by name, as kubectl picks one).
+func resolvePod(ctx context.Context, c *client.Client, namespace, arg string) (string, error) {
+	kindName, name, found := strings.Cut(arg, "/")
+	if !found {
+		return arg, nil
+	}
+	kind := workloadKinds[kindName]
+	l, err := c.List(ctx, api.KindPod, client.ListOptions{Namespace: namespace})
+	if err != nil {
+		return "", err
+	}
+	var pick *api.Pod
+	for _, o := range l.Items {
+		p := o.(*api.Pod)
+		owned := false
+		for _, ref := range p.OwnerReferences {
+			owned = owned || (ref.Kind == string(kind) && ref.Name == name && ref.Controller != nil && *ref.Controller)
+		}
+		if !owned || p.DeletionTimestamp != nil {
+			continue
+		}
+		if pick == nil || (podIsReady(p) && !podIsReady(pick)) || (podIsReady(p) == podIsReady(pick) && p.Name < pick.Name) {
+			pick = p
+		}
+	}
+	if pick == nil {
+		return "", fmt.Errorf("%s %q has no pods in namespace %q", strings.ToLower(string(kind)), name, namespace)
+	}
+	return pick.Name, nil
 }

@@ -398,7 +398,7 @@ In another terminal:
   skiff rollout status deploy/web
   skiff get pods -o wide
   skiff logs deploy/web
-  skiff exec deploy/web -- wget -qO- localhost:8080
+  skiff exec deploy/web -- wget -qO- 127.0.0.1:8080
   skiff delete -f examples/web.yaml
 
 Stop with Ctrl-C; the state survives restarts, and the containers keep running

@@ -13,6 +13,7 @@ import (
 	"github.com/skiffhq/skiff/api"
 	"github.com/skiffhq/skiff/client"
 	"github.com/skiffhq/skiff/nodeagent/network"
+	"github.com/skiffhq/skiff/nodeagent/probe"
 	"github.com/skiffhq/skiff/nodeagent/runtime"
 )
 
@@ -119,6 +120,7 @@ type Agent struct {
 	relistedSandboxes map[runtime.SandboxID]api.UID
 
 	statusSlots chan struct{} // statusWriters tokens
+	probes      *probe.Manager
 
 	mu       sync.Mutex
 	node     *api.Node // set by Register, and by Run once it has a pod CIDR
@@ -180,6 +182,8 @@ func New(cfg Config) (*Agent, error) {
 		pods:        map[api.UID]*podState{},
 		statusSlots: make(chan struct{}, statusWriters),
 	}
+	execer, _ := cfg.Runtime.(runtime.Execer)
+	a.probes = probe.NewManager(probe.Config{Clock: cfg.Clock, Execer: execer, Logger: a.log.With("component", "probe")})
 	for _, ad := range cfg.Addresses {
 		if ad.Type == api.NodeInternalIP {
 			a.hostIP = ad.Address
@@ -222,6 +226,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { a.heartbeatLoop(ctx) })
+	wg.Go(func() { a.probeLoop(ctx) })
 	if a.cfg.Routes != nil {
 		wg.Go(func() { a.routesLoop(ctx) })
 	}
@@ -238,6 +243,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.mu.Unlock()
 	a.workers.Wait()
+	a.probes.Stop()
 	if ctx.Err() != nil {
 		return nil
 	}

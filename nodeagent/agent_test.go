@@ -513,3 +513,38 @@ func TestAgentWithoutPodCIDRIsNotReady(t *testing.T) {
 		return false
 	})
 }
+
+// Probes drive the pod: a failing readiness probe keeps it not Ready, a
+// passing one makes it Ready; a failing liveness probe restarts the
+// container.
+func TestAgentProbes(t *testing.T) {
+	cl := testcluster.Start(t, testcluster.Options{})
+	startAgent(t, cl.NodeClient(t, "node-p"), "node-p", fake.New(fake.Options{}))
+	execProbe := func(cmd ...string) *api.Probe {
+		return &api.Probe{ProbeHandler: api.ProbeHandler{Exec: &api.ExecAction{Command: cmd}},
+			PeriodSeconds: 1, TimeoutSeconds: 1, SuccessThreshold: 1, FailureThreshold: 1}
+	}
+	createPod(t, cl.Admin, "unready", "node-p", func(p *api.Pod) {
+		p.Spec.Containers = p.Spec.Containers[:1]
+		p.Spec.Containers[0].ReadinessProbe = execProbe("false")
+	})
+	createPod(t, cl.Admin, "ready", "node-p", func(p *api.Pod) {
+		p.Spec.Containers = p.Spec.Containers[:1]
+		p.Spec.Containers[0].ReadinessProbe = execProbe("true")
+	})
+	createPod(t, cl.Admin, "dead", "node-p", func(p *api.Pod) {
+		p.Spec.Containers = p.Spec.Containers[:1]
+		p.Spec.Containers[0].LivenessProbe = execProbe("false")
+	})
+	waitPod(t, cl.Admin, "ready", "Ready by its probe", podReady)
+	waitPod(t, cl.Admin, "dead", "restarted by its liveness probe", func(p *api.Pod) bool {
+		cs := containerStatus(p, "web")
+		return cs != nil && cs.RestartCount >= 1
+	})
+	p := waitPod(t, cl.Admin, "unready", "running", func(p *api.Pod) bool { return p.Status.Phase == api.PodRunning })
+	time.Sleep(1500 * time.Millisecond) // a probe period or more
+	p = getPod(t, cl.Admin, "unready")
+	if podReady(p) || containerStatus(p, "web").Ready {
+		t.Errorf("pod whose readiness probe fails is Ready: %+v", p.Status)
+	}
+}

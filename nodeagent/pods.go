@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"strconv"
 	"time"
 
@@ -453,6 +454,7 @@ func (a *Agent) work(ctx context.Context, ps *podState) {
 		var wake time.Duration
 		var err error
 		if gone || pod == nil || pod.DeletionTimestamp != nil {
+			a.probes.RemovePod(ps.uid)
 			err = a.teardown(ctx, ps, pod)
 			if err == nil && !gone && pod != nil {
 				err = a.finishDelete(ctx, pod)
@@ -473,8 +475,13 @@ func (a *Agent) work(ctx context.Context, ps *podState) {
 
 		a.mu.Lock()
 		if err == nil && (gone || pod == nil) && ps.gone && !ps.dirty && ps.sandbox == "" {
-			// Torn down and deleted from the API: forget it.
+			// Torn down and deleted from the API: forget it, and its logs.
 			delete(a.pods, ps.uid)
+			if a.cfg.PodLogDir != "" && ps.meta.Name != "" {
+				if err := os.RemoveAll(a.podLogDir(ps.meta.Namespace, ps.meta.Name, ps.uid)); err != nil {
+					a.log.Warn("remove the logs of a deleted pod", "pod", podName(ps, pod), "err", err)
+				}
+			}
 		}
 		if wake > 0 && !ps.dirty {
 			a.schedule(ctx, ps, wake)

@@ -44,6 +44,8 @@ type containerObs struct {
 	// restarts counts failed starts of a container that has none in the
 	// runtime (it never ran).
 	restarts int32
+	// ready and started are the probes' verdicts on cur while it runs.
+	ready, started bool
 }
 
 // podStatus computes the status a pod should show. It is pure: the same
@@ -181,8 +183,8 @@ func containerStatus(c api.Container, o containerObs, rt string) api.ContainerSt
 	cs.RestartCount = int32(cur.Meta.Attempt)
 	switch cur.State {
 	case runtime.ContainerRunning:
-		started = true
-		cs.Ready = true // readiness probes: next to come; until then running is ready
+		started = o.started
+		cs.Ready = o.ready
 		cs.State = api.ContainerState{Running: &api.ContainerStateRunning{StartedAt: api.NewTime(cur.StartedAt)}}
 	case runtime.ContainerExited:
 		if o.waiting != nil && o.waiting.reason == reasonCrashLoopBackOff {

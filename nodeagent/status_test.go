@@ -68,13 +68,16 @@ func TestPodStatusPhases(t *testing.T) {
 		{"nothing created yet", api.RestartPolicyAlways, nil, api.PodPending, api.ConditionFalse, reasonContainerCreating},
 		{"image pull failing", api.RestartPolicyAlways, map[string]containerObs{"a": {waiting: pull}}, api.PodPending, api.ConditionFalse, reasonErrImagePull},
 		{"one running, one created", api.RestartPolicyAlways, map[string]containerObs{
-			"a": {cur: ctr("a", 0, runtime.ContainerCreated, 0)}, "b": {cur: ctr("b", 0, runtime.ContainerRunning, 0)}},
+			"a": {cur: ctr("a", 0, runtime.ContainerCreated, 0)}, "b": {ready: true, started: true, cur: ctr("b", 0, runtime.ContainerRunning, 0)}},
 			api.PodPending, api.ConditionFalse, reasonContainerCreating},
 		{"all running", api.RestartPolicyAlways, map[string]containerObs{
-			"a": {cur: ctr("a", 0, runtime.ContainerRunning, 0)}, "b": {cur: ctr("b", 0, runtime.ContainerRunning, 0)}},
+			"a": {ready: true, started: true, cur: ctr("a", 0, runtime.ContainerRunning, 0)}, "b": {ready: true, started: true, cur: ctr("b", 0, runtime.ContainerRunning, 0)}},
 			api.PodRunning, api.ConditionTrue, ""},
+		{"running, one not ready (its readiness probe)", api.RestartPolicyAlways, map[string]containerObs{
+			"a": {started: true, cur: ctr("a", 0, runtime.ContainerRunning, 0)}, "b": {ready: true, started: true, cur: ctr("b", 0, runtime.ContainerRunning, 0)}},
+			api.PodRunning, api.ConditionFalse, ""},
 		{"crash looping", api.RestartPolicyAlways, map[string]containerObs{
-			"a": {cur: ctr("a", 3, runtime.ContainerExited, 1), waiting: crashLoop}, "b": {cur: ctr("b", 0, runtime.ContainerRunning, 0)}},
+			"a": {cur: ctr("a", 3, runtime.ContainerExited, 1), waiting: crashLoop}, "b": {ready: true, started: true, cur: ctr("b", 0, runtime.ContainerRunning, 0)}},
 			api.PodRunning, api.ConditionFalse, reasonCrashLoopBackOff},
 		{"never: all succeeded", api.RestartPolicyNever, map[string]containerObs{
 			"a": {cur: ctr("a", 0, runtime.ContainerExited, 0)}, "b": {cur: ctr("b", 0, runtime.ContainerExited, 0)}},
@@ -83,7 +86,7 @@ func TestPodStatusPhases(t *testing.T) {
 			"a": {cur: ctr("a", 0, runtime.ContainerExited, 0)}, "b": {cur: ctr("b", 0, runtime.ContainerExited, 2)}},
 			api.PodFailed, api.ConditionFalse, ""},
 		{"on failure: one still running", api.RestartPolicyOnFailure, map[string]containerObs{
-			"a": {cur: ctr("a", 0, runtime.ContainerExited, 0)}, "b": {cur: ctr("b", 0, runtime.ContainerRunning, 0)}},
+			"a": {cur: ctr("a", 0, runtime.ContainerExited, 0)}, "b": {ready: true, started: true, cur: ctr("b", 0, runtime.ContainerRunning, 0)}},
 			api.PodRunning, api.ConditionFalse, ""},
 		{"on failure: all succeeded", api.RestartPolicyOnFailure, map[string]containerObs{
 			"a": {cur: ctr("a", 0, runtime.ContainerExited, 0)}, "b": {cur: ctr("b", 0, runtime.ContainerExited, 0)}},
@@ -117,7 +120,7 @@ func TestPodStatusPhases(t *testing.T) {
 func TestPodStatusContainerDetails(t *testing.T) {
 	prev := ctr("a", 1, runtime.ContainerExited, 137)
 	st := podStatus(testPod(api.RestartPolicyAlways, "a"), obsOf(map[string]containerObs{
-		"a": {cur: ctr("a", 2, runtime.ContainerRunning, 0), prev: prev}}))
+		"a": {ready: true, started: true, cur: ctr("a", 2, runtime.ContainerRunning, 0), prev: prev}}))
 	cs := st.ContainerStatuses[0]
 	if cs.ContainerID != "fake://a-id" || cs.RestartCount != 2 || cs.Image != "docker.io/library/a:1" || cs.ImageID != "sha256:a" ||
 		!cs.Ready || cs.Started == nil || !*cs.Started || !cs.State.Running.StartedAt.Equal(t0) {
@@ -137,7 +140,7 @@ func TestPodStatusIsStable(t *testing.T) {
 		{Type: api.PodScheduled, Status: api.ConditionTrue, LastTransitionTime: scheduledAt},
 		{Type: "example.com/Custom", Status: api.ConditionTrue},
 	}
-	obs := obsOf(map[string]containerObs{"a": {cur: ctr("a", 0, runtime.ContainerRunning, 0)}})
+	obs := obsOf(map[string]containerObs{"a": {ready: true, started: true, cur: ctr("a", 0, runtime.ContainerRunning, 0)}})
 	first := podStatus(pod, obs)
 	if c := cond(first, api.PodScheduled); !c.LastTransitionTime.Equal(scheduledAt.Time) {
 		t.Errorf("PodScheduled transition %v, want the scheduler's %v", c.LastTransitionTime, scheduledAt)

@@ -46,6 +46,7 @@ func (a *Agent) syncPod(ctx context.Context, ps *podState, pod *api.Pod) (time.D
 		return 0, err
 	}
 	wake, obs, err := a.ensureContainers(ctx, ps, pod)
+	a.probe(ps, pod, obs)
 	if werr := a.writeStatus(ctx, ps, pod, obs); werr != nil && err == nil {
 		err = werr
 	}
@@ -165,6 +166,20 @@ func (a *Agent) ensureContainers(ctx context.Context, ps *podState, pod *api.Pod
 			}
 			if id != cur.ID {
 				before[spec.Name] = cur
+			}
+		case a.unhealthy(cur.ID):
+			// Its liveness (or startup) probe failed: stop it, and let the
+			// restart policy decide, as for any container that exited.
+			a.log.Info("container failed its liveness probe; restarting it", "pod", podName(ps, pod), "container", spec.Name)
+			if err = a.rt.StopContainer(ctx, cur.ID, graceOf(pod)); err == nil {
+				var w time.Duration
+				w, id, err = a.maybeRestart(ctx, ps, pod, spec, cur.ID)
+				if w > 0 && (wake == 0 || w < wake) {
+					wake = w
+				}
+				if id != cur.ID {
+					before[spec.Name] = cur
+				}
 			}
 		default:
 			id = cur.ID
@@ -288,7 +303,11 @@ func (a *Agent) logPath(pod *api.Pod, container string, attempt uint32) string {
 	if a.cfg.PodLogDir == "" {
 		return ""
 	}
-	return filepath.Join(a.cfg.PodLogDir, pod.Namespace+"_"+pod.Name+"_"+string(pod.UID), container, fmt.Sprintf("%d.log", attempt))
+	return filepath.Join(a.podLogDir(pod.Namespace, pod.Name, pod.UID), container, fmt.Sprintf("%d.log", attempt))
+}
+
+func (a *Agent) podLogDir(namespace, name string, uid api.UID) string {
+	return filepath.Join(a.cfg.PodLogDir, namespace+"_"+name+"_"+string(uid))
 }
 
 // containerResources turns a container's requests and limits into cgroup

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -163,6 +164,23 @@ func TestNodeRunsWeb(t *testing.T) {
 		}
 	}
 
+	// Logs and exec reach the pod through the API server and the agent.
+	if out := e.mustSkiff("logs", pods[1].Name); !strings.Contains(out, `echo serving as "`+pods[1].Name+`"`) {
+		t.Errorf("skiff logs %s:\n%s", pods[1].Name, out)
+	}
+	follow := e.start("skiff logs -f", "logs", "-f", pods[1].Name)
+	follow.waitOutput("echo serving as", 0, 30*time.Second)
+	if r := e.skiff("exec", pods[1].Name, "--", "sh", "-c", "hostname; exit 3"); r.err == nil ||
+		strings.TrimSpace(r.stdout) != pods[1].Name || exitCode(r.err) != 3 {
+		t.Errorf("skiff exec: stdout %q, exit %v (want the pod's name and exit code 3)\n%s", r.stdout, r.err, r.stderr)
+	}
+	if r := e.skiff("logs", pods[1].Name, "--previous"); r.err == nil || !strings.Contains(r.stderr, "previous terminated container") {
+		t.Errorf("logs --previous of a container that never restarted: %v\n%s", r.err, r.stderr)
+	}
+	if err := follow.stop(10 * time.Second); err != nil && exitCode(err) < 0 {
+		t.Errorf("logs -f: %v", err)
+	}
+
 	// A killed container is restarted by its restart policy.
 	victim := pods[0]
 	pids := cgroupProcs(filepath.Join(cgroupParent, "pod"+victim.UID))
@@ -217,12 +235,24 @@ func TestNodeRunsWeb(t *testing.T) {
 	if ns, _ := os.ReadDir(filepath.Join("/run/skiff", node, "netns")); len(ns) > 0 {
 		t.Errorf("%d network namespaces left after the pods were deleted", len(ns))
 	}
+	if logs, _ := os.ReadDir(filepath.Join(data, "agent", "pods")); len(logs) > 0 {
+		t.Errorf("%d pod log directories left after the pods were deleted", len(logs))
+	}
 	if out, _ := e.inNetns("ip", "-o", "link", "show", "type", "veth"); strings.TrimSpace(out) != "" {
 		t.Errorf("veths left after the pods were deleted:\n%s", out)
 	}
 	if err := dev2.stop(30 * time.Second); err != nil {
 		t.Errorf("skiff dev exited with %v", err)
 	}
+}
+
+// exitCode is a finished command's exit code (-1: not an exit).
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return -1
 }
 
 // waitFor polls cond until it holds or timeout passes.
@@ -290,4 +320,125 @@ func removeCgroupTree(dir string) {
 		}
 	}
 	_ = syscall.Rmdir(dir)
+}
+
+// startDevNode starts a dev cluster with its own node in the test's
+// namespace, with the echo image imported.
+func startDevNode(t *testing.T, e *env) (data string, echoBin string) {
+	t.Helper()
+	image, echoBin := echoTools(t)
+	data = filepath.Join(t.TempDir(), "dev")
+	node := fmt.Sprintf("e2e-%d", os.Getpid())
+	cgroupParent := "/" + netnsPrefix + strconv.Itoa(os.Getpid())
+	e.setenv("SKIFF_CONFIG", filepath.Join(data, "admin.conf"))
+	dev := e.start("skiff dev", "dev", "--data-dir", data, "--api-addr", "127.0.0.1:0", "--node-name", node,
+		"--cgroup-parent", cgroupParent, "--import-image", image)
+	t.Cleanup(func() { cleanupNode(cgroupParent, node, data) })
+	dev.waitOutput("skiff dev is ready", 0, 90*time.Second)
+	return data, echoBin
+}
+
+// waitingReason is a pod's first container's waiting reason and message,
+// or its terminated reason.
+func (e *env) containerState(t *testing.T, pod string) (waiting, terminated, message string, ready bool) {
+	t.Helper()
+	var p struct {
+		Status struct {
+			ContainerStatuses []struct {
+				Ready bool `json:"ready"`
+				State struct {
+					Waiting    *struct{ Reason, Message string } `json:"waiting"`
+					Terminated *struct{ Reason, Message string } `json:"terminated"`
+				} `json:"state"`
+			} `json:"containerStatuses"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(e.mustSkiff("get", "pod", pod, "-o", "json")), &p); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Status.ContainerStatuses) == 0 {
+		return "", "", "", false
+	}
+	cs := p.Status.ContainerStatuses[0]
+	if w := cs.State.Waiting; w != nil {
+		waiting, message = w.Reason, w.Message
+	}
+	if x := cs.State.Terminated; x != nil {
+		terminated, message = x.Reason, x.Message
+	}
+	return waiting, terminated, message, cs.Ready
+}
+
+// TestNodeBadInput: what goes wrong on a node shows in the pod, clearly,
+// and breaks nothing else.
+func TestNodeBadInput(t *testing.T) {
+	requireNode(t)
+	e := newEnv(t)
+	startDevNode(t, e)
+	dir := t.TempDir()
+	pod := func(name, container string) string {
+		return fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata: {name: %s}\nspec:\n  restartPolicy: %s\n  containers:\n  - name: c\n    imagePullPolicy: IfNotPresent\n%s",
+			name, map[bool]string{true: "Never", false: "Always"}[name == "oom"], container)
+	}
+	manifest := strings.Join([]string{
+		pod("no-image", "    image: localhost/skiff/missing:1\n"),
+		pod("no-binary", "    image: localhost/skiff/echo:latest\n    command: [/no/such/binary]\n"),
+		pod("closed-port", "    image: localhost/skiff/echo:latest\n    readinessProbe: {tcpSocket: {port: 9999}, periodSeconds: 1}\n"),
+		pod("oom", "    image: localhost/skiff/echo:latest\n    command: [sh, -c, 'a=0123456789; while :; do a=$a$a; done']\n    resources: {limits: {memory: 16Mi}}\n"),
+		pod("too-big", "    image: localhost/skiff/echo:latest\n    resources: {requests: {memory: 64Ti}}\n"),
+	}, "---\n")
+	path := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(path, []byte(manifest), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.mustSkiff("apply", "-f", path)
+
+	waitFor(t, 60*time.Second, "no-image: ErrImagePull or ImagePullBackOff", func() bool {
+		w, _, msg, _ := e.containerState(t, "no-image")
+		return (w == "ErrImagePull" || w == "ImagePullBackOff") && strings.Contains(msg, "localhost/skiff/missing:1")
+	})
+	waitFor(t, 60*time.Second, "no-binary: CrashLoopBackOff with the runtime's error", func() bool {
+		w, _, msg, _ := e.containerState(t, "no-binary")
+		return w == "CrashLoopBackOff" && strings.Contains(msg, "/no/such/binary")
+	})
+	waitFor(t, 60*time.Second, "oom: OOMKilled", func() bool {
+		_, x, _, _ := e.containerState(t, "oom")
+		return x == "OOMKilled"
+	})
+	// A probe against a closed port keeps the pod running but not Ready.
+	waitFor(t, 30*time.Second, "closed-port: running", func() bool {
+		for _, p := range e.pods(t) {
+			if p.Name == "closed-port" {
+				return p.Phase == "Running"
+			}
+		}
+		return false
+	})
+	time.Sleep(3 * time.Second) // three probe periods
+	if _, _, _, ready := e.containerState(t, "closed-port"); ready {
+		t.Error("closed-port: Ready although its readiness probe cannot connect")
+	}
+	// More memory than the node has: never placed, and describe says why.
+	if out := e.mustSkiff("describe", "pod", "too-big"); !strings.Contains(out, "Insufficient memory") {
+		t.Errorf("too-big: describe does not say why it is pending:\n%s", out)
+	}
+	for _, p := range e.pods(t) {
+		if p.Name == "too-big" && p.Phase != "Pending" {
+			t.Errorf("too-big: phase %s, want Pending", p.Phase)
+		}
+	}
+	// A malformed tarball: a clear error, nothing imported.
+	before := e.mustSkiff("image", "ls")
+	bad := filepath.Join(dir, "bad.tar")
+	if err := os.WriteFile(bad, []byte("not a tarball"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.skiff("image", "import", bad); r.err == nil || !strings.Contains(r.stderr, "nothing imported") {
+		t.Errorf("import of a malformed tarball: %v\n%s", r.err, r.stderr)
+	}
+	if after := e.mustSkiff("image", "ls"); after != before {
+		t.Errorf("image list changed by a failed import:\n%s\nthen\n%s", before, after)
+	}
+	e.mustSkiff("delete", "-f", path, "--grace-period", "1")
+	waitFor(t, 60*time.Second, "the pods gone", func() bool { return len(e.pods(t)) == 0 })
 }
