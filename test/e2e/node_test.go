@@ -225,9 +225,18 @@ func TestNodeRunsWeb(t *testing.T) {
 		}
 	}
 
+	// The tour skiff dev printed works as written (its last step deletes
+	// the Deployment).
+	tour := tourCommands(t, dev2.output())
+	for _, args := range tour {
+		e.mustSkiff(args...)
+	}
+	if len(tour) < 5 || !slices.Equal(tour[len(tour)-1], []string{"delete", "-f", "examples/web.yaml"}) {
+		t.Fatalf("the printed tour %q does not end by deleting examples/web.yaml", tour)
+	}
+
 	// Deleting the Deployment removes the pods only once their containers
 	// and network namespaces are gone.
-	e.mustSkiff("delete", "-f", "examples/web.yaml")
 	waitFor(t, 60*time.Second, "the pods gone", func() bool { return len(e.pods(t)) == 0 })
 	if pids := cgroupProcs(cgroupParent); len(pids) > 0 {
 		t.Errorf("processes %v still run in the pods' cgroups after the pods were deleted", pids)
@@ -244,6 +253,27 @@ func TestNodeRunsWeb(t *testing.T) {
 	if err := dev2.stop(30 * time.Second); err != nil {
 		t.Errorf("skiff dev exited with %v", err)
 	}
+}
+
+// tourCommands are the skiff commands skiff dev printed when ready (the
+// lines "  skiff ..." after "In another terminal:"), without "skiff".
+func tourCommands(t *testing.T, out string) [][]string {
+	t.Helper()
+	_, after, ok := strings.Cut(out, "In another terminal:")
+	if !ok {
+		t.Fatalf("skiff dev printed no tour:\n%s", out)
+	}
+	var cmds [][]string
+	for _, line := range strings.Split(after, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 && f[0] == "skiff" && strings.HasPrefix(line, "  skiff ") {
+			cmds = append(cmds, f[1:])
+		}
+		if strings.HasPrefix(line, "Stop with") {
+			break
+		}
+	}
+	return cmds
 }
 
 // exitCode is a finished command's exit code (-1: not an exit).
