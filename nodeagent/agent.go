@@ -64,6 +64,10 @@ type Config struct {
 	NodeInfo api.NodeSystemInfo
 	// Version is the agent's version (status.nodeInfo.kubeletVersion).
 	Version string
+	// SimulatedProbes makes every probe pass without running it: for
+	// simulated nodes, whose pods have no process and no address to
+	// probe (a kubemark hollow node does the same).
+	SimulatedProbes bool
 	// DaemonPort is the port of the agent's endpoint (logs, exec, image
 	// import), reported in the Node's status (0: it serves none).
 	DaemonPort int32

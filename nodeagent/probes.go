@@ -12,6 +12,15 @@ import (
 // containers, its IP) and fills in their verdicts: a running container is
 // ready and started only as its probes say (at once when it has none).
 func (a *Agent) probe(ps *podState, pod *api.Pod, obs observation) {
+	if a.cfg.SimulatedProbes {
+		for name, o := range obs.containers {
+			if o.cur != nil && o.cur.State == runtime.ContainerRunning {
+				o.ready, o.started = true, true
+				obs.containers[name] = o
+			}
+		}
+		return
+	}
 	p := probe.Pod{UID: pod.UID, Namespace: pod.Namespace, Name: pod.Name, Terminating: pod.DeletionTimestamp != nil}
 	if obs.podIP.IsValid() {
 		p.IP = obs.podIP.String()

@@ -264,8 +264,10 @@ func (f *Fleet) startNode(ctx context.Context, i int) (*Node, error) {
 		Client:   c,
 		NodeName: name,
 		Runtime:  rt,
-		Capacity: f.cfg.Capacity,
-		Labels:   f.cfg.Labels,
+		// Nothing listens at a hollow pod's address: its probes pass.
+		SimulatedProbes: true,
+		Capacity:        f.cfg.Capacity,
+		Labels:          f.cfg.Labels,
 		Addresses: []api.NodeAddress{
 			{Type: api.NodeInternalIP, Address: ip.String()},
 			{Type: api.NodeHostName, Address: name},
