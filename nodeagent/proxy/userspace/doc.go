@@ -1,0 +1,29 @@
+// Package userspace is skiff's fallback service proxy: where the kernel
+// cannot run the eBPF datapath, ClusterIP traffic is proxied in user space
+// on VIPs made local in the node's network namespace.
+//
+// Every VIP of a wanted service is added as a /32 on a link of that
+// namespace (lo by default: this kernel has no dummy driver) with the
+// address label "<link>:skiff", which marks the addresses the proxy owns:
+// Sync removes only labelled addresses, a restarted proxy adopts them, and
+// Cleanup removes them all. A service port with ready backends gets a
+// listener on VIP:port: TCP connections are spliced to a backend
+// (io.Copy between two *net.TCPConn uses splice(2) on Linux), UDP
+// datagrams go through a per-client flow table with an idle timeout. A
+// service port without ready backends has no listener, so the kernel
+// refuses its connections at once (TCP RST, ICMP port unreachable).
+//
+// Backends are picked round-robin, or by ClientIP affinity with a timeout
+// refreshed on use. When a backend leaves a service, new connections
+// avoid it at once; UDP flows to it are closed at once (the client's next
+// datagram starts a flow to a live backend), TCP connections to it drain
+// unless Config.CloseTCP closes them at once.
+//
+// The proxy works in the network namespace of the calling process, or in
+// another one given by path (Config.NetNS: tests), through a netlink
+// handle opened there and sockets created on a thread inside it.
+//
+// userspace imports the standard library, netlink and nsrun; it knows
+// nothing of the API objects (nodeagent/proxy turns Services and
+// Endpoints into Service values).
+package userspace

@@ -1,0 +1,75 @@
+package userspace
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/skiffhq/skiff/nodeagent/network/nsrun"
+)
+
+// sockets opens the proxy's sockets in its network namespace: a socket
+// belongs to the namespace of the thread that created it, so with NetNS
+// set every socket is created on a thread inside it (nsrun.Do); without,
+// in the caller's.
+type sockets struct {
+	netns       string
+	dialTimeout time.Duration
+}
+
+func (s sockets) in(fn func() error) error {
+	if s.netns == "" {
+		return fn()
+	}
+	return nsrun.Do(s.netns, fn)
+}
+
+func (s sockets) listenTCP(addr netip.AddrPort) (*net.TCPListener, error) {
+	var ln *net.TCPListener
+	err := s.in(func() error {
+		var err error
+		ln, err = net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(addr))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listen tcp %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+func (s sockets) listenUDP(addr netip.AddrPort) (*net.UDPConn, error) {
+	var c *net.UDPConn
+	err := s.in(func() error {
+		var err error
+		c, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listen udp %s: %w", addr, err)
+	}
+	return c, nil
+}
+
+func (s sockets) dialTCP(be netip.AddrPort) (*net.TCPConn, error) {
+	var c net.Conn
+	err := s.in(func() error {
+		var err error
+		c, err = (&net.Dialer{Timeout: s.dialTimeout}).Dial("tcp4", be.String())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
+}
+
+func (s sockets) dialUDP(be netip.AddrPort) (*net.UDPConn, error) {
+	var c *net.UDPConn
+	err := s.in(func() error {
+		var err error
+		c, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(be))
+		return err
+	})
+	return c, err
+}
