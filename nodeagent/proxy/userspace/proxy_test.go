@@ -132,7 +132,7 @@ func ask(c net.Conn) (string, error) {
 func TestVIPsOwnedAndLabelled(t *testing.T) {
 	netnstest.Require(t)
 	ns := netnstest.New(t)
-	ns.IP(t, "addr", "add", "10.96.0.99/32", "dev", "lo")                    // someone else's
+	ns.IP(t, "addr", "add", "10.96.0.99/32", "dev", "lo")                      // someone else's
 	ns.IP(t, "addr", "add", "10.96.0.98/32", "dev", "lo", "label", "lo:skiff") // a crashed proxy's
 	p := newProxy(t, userspace.Config{NetNS: ns.Path})
 
