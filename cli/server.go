@@ -392,24 +392,28 @@ skiff dev is ready: API at %s, data in %s
 In another terminal:
   export SKIFF_CONFIG=%s
 `, url, dataDir, conf)
+	// The commands name the binary as it was run (bin/skiff after make
+	// run), so they work when pasted.
+	bin := "skiff"
+	if len(os.Args) > 0 && strings.Contains(os.Args[0], "/") {
+		bin = os.Args[0]
+	}
+	tour := []string{"apply -f examples/web.yaml", "get deploy,svc", "members"}
 	if node {
-		fmt.Fprint(o.out, `  skiff get nodes
-  skiff apply -f examples/web.yaml
-  skiff rollout status deploy/web
-  skiff get pods -o wide
-  skiff logs deploy/web
-  skiff exec deploy/web -- wget -qO- 127.0.0.1:8080
-  skiff delete -f examples/web.yaml
-
+		tour = []string{"get nodes", "apply -f examples/web.yaml", "rollout status deploy/web", "get pods -o wide",
+			"logs deploy/web", "exec deploy/web -- wget -qO- 127.0.0.1:8080", "delete -f examples/web.yaml"}
+	}
+	for _, c := range tour {
+		fmt.Fprintf(o.out, "  %s %s\n", bin, c)
+	}
+	if node {
+		fmt.Fprint(o.out, `
 Stop with Ctrl-C; the state survives restarts, and the containers keep running
 while skiff is stopped.
 `)
 		return
 	}
-	fmt.Fprint(o.out, `  skiff apply -f examples/web.yaml
-  skiff get deploy,svc
-  skiff members
-
+	fmt.Fprint(o.out, `
 No node runs here (--node=false): add one with skiff agent, or simulated
 ones with skiff agent --simulate N. Stop with Ctrl-C; the state survives
 restarts.

@@ -256,7 +256,8 @@ func TestNodeRunsWeb(t *testing.T) {
 }
 
 // tourCommands are the skiff commands skiff dev printed when ready (the
-// lines "  skiff ..." after "In another terminal:"), without "skiff".
+// lines "  [path/]skiff ..." after "In another terminal:"), without the
+// binary.
 func tourCommands(t *testing.T, out string) [][]string {
 	t.Helper()
 	_, after, ok := strings.Cut(out, "In another terminal:")
@@ -266,7 +267,7 @@ func tourCommands(t *testing.T, out string) [][]string {
 	var cmds [][]string
 	for _, line := range strings.Split(after, "\n") {
 		f := strings.Fields(line)
-		if len(f) > 1 && f[0] == "skiff" && strings.HasPrefix(line, "  skiff ") {
+		if len(f) > 1 && filepath.Base(f[0]) == "skiff" && strings.HasPrefix(line, "  ") {
 			cmds = append(cmds, f[1:])
 		}
 		if strings.HasPrefix(line, "Stop with") {
