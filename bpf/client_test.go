@@ -1,0 +1,285 @@
+package bpf
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// request is one thing for the client to do.
+type request struct {
+	Op   string // tcp, udp, udpconn, hold, ping, udphold, udpping, connbench
+	Addr string // VIP:port or backend:port
+	N    int    // repetitions
+	Name string // of a held connection
+}
+
+// response is what the client saw.
+type response struct {
+	// Backends answering, one per connection or datagram ("" where it failed).
+	Backends []string
+	// Peers: getpeername of each connected socket, or the source address
+	// of each reply datagram.
+	Peers []string
+	// Errs: the error of each attempt ("" for none).
+	Errs []string
+	// Elapsed of the whole request.
+	Elapsed time.Duration
+	// Fatal: the client cannot work (not in a test network namespace...).
+	Fatal string
+}
+
+// clientMain is the re-executed test binary: it refuses to run unless it
+// is in the network namespace the test created (testNetnsEnv) and that is
+// neither PID 1's (where readable) nor the test process's, then serves
+// requests.
+func clientMain() int {
+	enc := json.NewEncoder(os.Stdout)
+	if err := checkTestNetns(); err != nil {
+		enc.Encode(response{Fatal: "refusing to run: " + err.Error()})
+		return 1
+	}
+	c := &clientState{held: map[string]net.Conn{}}
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		var req request
+		if err := json.Unmarshal(in.Bytes(), &req); err != nil {
+			enc.Encode(response{Fatal: err.Error()})
+			return 1
+		}
+		start := time.Now()
+		resp := c.serve(req)
+		resp.Elapsed = time.Since(start)
+		enc.Encode(resp)
+	}
+	return 0
+}
+
+func checkTestNetns() error {
+	own, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		return err
+	}
+	var self, want unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
+		return err
+	}
+	path := os.Getenv(testNetnsEnv)
+	if err := unix.Stat(path, &want); err != nil {
+		return fmt.Errorf("test network namespace %q: %w", path, err)
+	}
+	if self.Ino != want.Ino || self.Dev != want.Dev {
+		return fmt.Errorf("in %s, not in the test's network namespace %s", own, path)
+	}
+	if host, err := os.Readlink("/proc/1/ns/net"); err == nil && host == own {
+		return fmt.Errorf("in PID 1's network namespace %s", own)
+	}
+	if own == os.Getenv(testParentNetnsEnv) {
+		return fmt.Errorf("in the test process's network namespace %s", own)
+	}
+	return nil
+}
+
+type clientState struct {
+	held map[string]net.Conn
+}
+
+func (r *response) add(backend, peer string, err error) {
+	r.Backends = append(r.Backends, backend)
+	r.Peers = append(r.Peers, peer)
+	if err != nil {
+		r.Errs = append(r.Errs, err.Error())
+	} else {
+		r.Errs = append(r.Errs, "")
+	}
+}
+
+func (c *clientState) serve(req request) response {
+	var resp response
+	switch req.Op {
+	case "tcp", "udpconn":
+		for range max(req.N, 1) {
+			resp.add(roundTrip(req.Op, req.Addr))
+		}
+	case "udp":
+		pc, err := net.ListenPacket("udp4", ":0")
+		if err != nil {
+			return response{Fatal: err.Error()}
+		}
+		defer pc.Close()
+		dst, _ := net.ResolveUDPAddr("udp4", req.Addr)
+		buf := make([]byte, 256)
+		for range max(req.N, 1) {
+			if _, err := pc.WriteTo([]byte("hi"), dst); err != nil {
+				resp.add("", "", err)
+				continue
+			}
+			pc.SetReadDeadline(time.Now().Add(2 * time.Second))
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				resp.add("", "", err)
+				continue
+			}
+			resp.add(string(buf[:n]), from.String(), nil)
+		}
+	case "hold", "udphold":
+		network := "tcp4"
+		if req.Op == "udphold" {
+			network = "udp4"
+		}
+		conn, err := net.DialTimeout(network, req.Addr, 2*time.Second)
+		if err != nil {
+			resp.add("", "", err)
+			break
+		}
+		c.held[req.Name] = conn
+		resp.add(exchange(conn, network == "tcp4"))
+	case "ping":
+		conn := c.held[req.Name]
+		if conn == nil {
+			return response{Fatal: "no held connection " + req.Name}
+		}
+		resp.add(exchange(conn, false))
+	case "udpping":
+		// A connected UDP client that reconnects when its socket fails
+		// (as a DNS client would): the first attempt's error is reported.
+		conn := c.held[req.Name]
+		if conn == nil {
+			return response{Fatal: "no held connection " + req.Name}
+		}
+		b, p, err := exchange(conn, false)
+		if err != nil {
+			conn.Close()
+			if conn, err2 := net.DialTimeout("udp4", req.Addr, 2*time.Second); err2 == nil {
+				c.held[req.Name] = conn
+				b, p, _ = exchange(conn, false)
+			}
+		}
+		resp.add(b, p, err)
+	case "connbench":
+		return connBench(req)
+	default:
+		return response{Fatal: "unknown op " + req.Op}
+	}
+	return resp
+}
+
+// roundTrip connects, asks the peer its name, and reports what
+// getpeername says.
+func roundTrip(op, addr string) (string, string, error) {
+	network := "tcp4"
+	if op == "udpconn" {
+		network = "udp4"
+	}
+	conn, err := net.DialTimeout(network, addr, 2*time.Second)
+	if err != nil {
+		return "", "", err
+	}
+	defer conn.Close()
+	return exchange(conn, network == "tcp4")
+}
+
+// exchange reads the backend's name: a TCP backend sends it first
+// (greeting) or echoes a line; a UDP one answers a datagram.
+func exchange(conn net.Conn, greeting bool) (string, string, error) {
+	peer, err := getpeername(conn)
+	if err != nil {
+		return "", "", err
+	}
+	conn.SetDeadline(time.Now().Add(2 * time.Second))
+	defer conn.SetDeadline(time.Time{})
+	buf := make([]byte, 256)
+	if _, isUDP := conn.(*net.UDPConn); isUDP {
+		if _, err := conn.Write([]byte("hi")); err != nil {
+			return "", peer, err
+		}
+		n, err := conn.Read(buf)
+		if err != nil {
+			return "", peer, err
+		}
+		return string(buf[:n]), peer, nil
+	}
+	r := bufio.NewReader(conn)
+	if !greeting {
+		if _, err := conn.Write([]byte("ping\n")); err != nil {
+			return "", peer, err
+		}
+	}
+	line, err := r.ReadString('\n')
+	return strings.TrimSpace(line), peer, err
+}
+
+// getpeername asks the kernel (Go's RemoteAddr is what it was told at dial).
+func getpeername(conn net.Conn) (string, error) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return "", fmt.Errorf("%T has no file descriptor", conn)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return "", err
+	}
+	var (
+		sa   unix.Sockaddr
+		serr error
+	)
+	if err := raw.Control(func(fd uintptr) { sa, serr = unix.Getpeername(int(fd)) }); err != nil {
+		return "", err
+	}
+	if serr != nil {
+		return "", serr
+	}
+	in4, ok := sa.(*unix.SockaddrInet4)
+	if !ok {
+		return "", fmt.Errorf("peer %T", sa)
+	}
+	return netip.AddrPortFrom(netip.AddrFrom4(in4.Addr), uint16(in4.Port)).String(), nil
+}
+
+// connBench times N connect() calls to Addr with raw sockets, for TCP
+// (full handshake with a local backend, closed with RST so no TIME_WAIT
+// piles up) and for UDP (connect() alone: the hook and a route lookup).
+// Backends[0] and [1]: ns per TCP and per UDP connect.
+func connBench(req request) response {
+	ap, err := netip.ParseAddrPort(req.Addr)
+	if err != nil {
+		return response{Fatal: err.Error()}
+	}
+	sa := &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}
+	var out response
+	for _, typ := range []int{unix.SOCK_STREAM, unix.SOCK_DGRAM} {
+		var total time.Duration
+		for range req.N {
+			fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return response{Fatal: err.Error()}
+			}
+			start := time.Now()
+			err = unix.Connect(fd, sa)
+			total += time.Since(start)
+			if typ == unix.SOCK_STREAM {
+				unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+			}
+			unix.Close(fd)
+			if err != nil {
+				return response{Fatal: fmt.Sprintf("connect %s: %v", req.Addr, err)}
+			}
+		}
+		out.Backends = append(out.Backends, fmt.Sprint(total.Nanoseconds()/int64(max(req.N, 1))))
+	}
+	return out
+}

@@ -1,0 +1,99 @@
+//go:build ignore
+
+/* SPDX-License-Identifier: (MIT OR GPL-2.0) */
+/*
+ * Stale-flow cleanup: socket iterators that destroy the sockets still
+ * connected to a backend that left its service, so the client gets an
+ * error and reconnects (to a live backend) instead of talking into the
+ * void. Only sockets the load balancer translated count: the reverse map
+ * (keyed by socket cookie) must name the service, which skiff_stale lists
+ * together with the departed backend. Needs bpf_sock_destroy (Linux 6.5);
+ * the loader probes it by loading this object, which is optional.
+ *
+ * An iterator walks the sockets of the network namespace it was created
+ * in: the loader creates one per namespace it visits.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "skiff_kernel.h"
+#include "skiff_lb.h"
+#include "skiff_maps.h"
+
+char __license[] SEC("license") = "Dual MIT/GPL";
+
+extern int bpf_sock_destroy(struct sock_common *sk) __ksym;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SKIFF_MAX_STALE);
+	__type(key, struct stale_key);
+	__type(value, __u8);
+} skiff_stale SEC(".maps");
+
+/* Sockets destroyed since the loader last reset it (index 0). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} skiff_destroyed SEC(".maps");
+
+static __always_inline void destroy_if_stale(struct sock_common *sk, __u8 proto)
+{
+	if (sk->skc_family != SKIFF_AF_INET)
+		return;
+
+	struct revnat_key rkey = {
+		.cookie = bpf_get_socket_cookie(sk),
+		.addr = sk->skc_daddr,
+		.port = sk->skc_dport,
+	};
+	if (rkey.addr == 0)
+		return; /* not connected */
+	struct revnat_value *rval = bpf_map_lookup_elem(&skiff_revnat, &rkey);
+	if (!rval)
+		return; /* not translated by skiff */
+
+	struct stale_key skey = {
+		.vip = rval->vip,
+		.vport = rval->port,
+		.addr = rkey.addr,
+		.port = rkey.port,
+		.proto = proto,
+	};
+	if (!bpf_map_lookup_elem(&skiff_stale, &skey))
+		return;
+
+	if (bpf_sock_destroy(sk) == 0) {
+		__u32 zero = 0;
+		__u64 *n = bpf_map_lookup_elem(&skiff_destroyed, &zero);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+	}
+}
+
+SEC("iter/tcp")
+int skiff_destroy_tcp(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *sk = ctx->sk_common;
+	if (!sk)
+		return 0;
+	/* Listeners are not flows; time-wait and request sockets are not full
+	 * sockets and cannot be destroyed. */
+	unsigned char state = sk->skc_state;
+	if (state == SKIFF_TCP_LISTEN || state == SKIFF_TCP_TIME_WAIT || state == SKIFF_TCP_NEW_SYN_RECV)
+		return 0;
+	destroy_if_stale(sk, SKIFF_PROTO_TCP);
+	return 0;
+}
+
+SEC("iter/udp")
+int skiff_destroy_udp(struct bpf_iter__udp *ctx)
+{
+	struct udp_sock *udp = ctx->udp_sk;
+	if (!udp)
+		return 0;
+	destroy_if_stale((struct sock_common *)udp, SKIFF_PROTO_UDP);
+	return 0;
+}
