@@ -71,6 +71,9 @@ type Config struct {
 	// DaemonPort is the port of the agent's endpoint (logs, exec, image
 	// import), reported in the Node's status (0: it serves none).
 	DaemonPort int32
+	// Proxy, if set, is kept programmed with every Service and its
+	// Endpoints (service load balancing; simulated nodes have none).
+	Proxy ServiceProxy
 	// Routes, if set, is kept programmed with a route to every other
 	// node's pod CIDR via its InternalIP (simulated nodes have none).
 	Routes RouteSyncer
@@ -233,6 +236,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.probeLoop(ctx) })
 	if a.cfg.Routes != nil {
 		wg.Go(func() { a.routesLoop(ctx) })
+	}
+	if a.cfg.Proxy != nil {
+		wg.Go(func() { a.servicesLoop(ctx) })
 	}
 
 	err := a.runPods(ctx)

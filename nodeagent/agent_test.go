@@ -548,3 +548,71 @@ func TestAgentProbes(t *testing.T) {
 		t.Errorf("pod whose readiness probe fails is Ready: %+v", p.Status)
 	}
 }
+
+// recordingProxy keeps the last set of services it was given.
+type recordingProxy struct {
+	mu   sync.Mutex
+	last map[string]int // service namespace/name -> endpoint addresses
+}
+
+func (p *recordingProxy) Sync(_ context.Context, svcs []*api.Service, eps []*api.Endpoints) error {
+	addrs := map[string]int{}
+	for _, e := range eps {
+		for _, ss := range e.Subsets {
+			addrs[e.Namespace+"/"+e.Name] += len(ss.Addresses)
+		}
+	}
+	out := map[string]int{}
+	for _, s := range svcs {
+		out[s.Namespace+"/"+s.Name] = addrs[s.Namespace+"/"+s.Name]
+	}
+	p.mu.Lock()
+	p.last = out
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *recordingProxy) get() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.last
+}
+
+// The agent keeps its service proxy programmed with every Service and its
+// ready endpoints.
+func TestAgentProgramsServiceProxy(t *testing.T) {
+	cl := testcluster.Start(t, testcluster.Options{})
+	proxy := &recordingProxy{}
+	ag, err := nodeagent.New(nodeagent.Config{
+		Client: cl.NodeClient(t, "node-s"), NodeName: "node-s", Runtime: fake.New(fake.Options{}),
+		Proxy: proxy, HeartbeatPeriod: 100 * time.Millisecond, Logger: testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	createPod(t, cl.Admin, "backend", "node-s", func(p *api.Pod) {
+		p.Labels = map[string]string{"app": "be"}
+		p.Spec.Containers = p.Spec.Containers[:1]
+	})
+	svc := &api.Service{TypeMeta: api.TypeMeta{APIVersion: "v1", Kind: "Service"}}
+	svc.Name, svc.Namespace = "be", "default"
+	svc.Spec.Selector = map[string]string{"app": "be"}
+	svc.Spec.Ports = []api.ServicePort{{Name: "http", Port: 80, TargetPort: api.FromInt32(8080), Protocol: api.ProtocolTCP}}
+	if _, err := cl.Admin.Create(context.Background(), svc); err != nil {
+		t.Fatal(err)
+	}
+	testcluster.Eventually(t, wait, "the proxy has the service with its ready backend", func() bool {
+		return proxy.get()["default/be"] == 1
+	})
+	if _, err := cl.Admin.Delete(context.Background(), api.KindService, "default", "be", client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testcluster.Eventually(t, wait, "the deleted service gone from the proxy", func() bool {
+		_, ok := proxy.get()["default/be"]
+		return !ok
+	})
+}
