@@ -120,8 +120,9 @@ func (b *baseline) run(ctx context.Context, id string, so startOpts) (containerd
 
 // startMany starts n containers at once (one goroutine each, as the agent
 // runs one worker per pod) and returns how long each took and how long
-// until the last was running; then it removes them, off the clock.
-func (b *baseline) startMany(ctx context.Context, prefix string, n int, so startOpts) (all time.Duration, each []time.Duration, err error) {
+// until the last was running. It calls running (if not nil) once all run,
+// then removes them, off the clock.
+func (b *baseline) startMany(ctx context.Context, prefix string, n int, so startOpts, running func()) (all time.Duration, each []time.Duration, err error) {
 	type started struct {
 		ctr  containerd.Container
 		task containerd.Task
@@ -139,6 +140,9 @@ func (b *baseline) startMany(ctx context.Context, prefix string, n int, so start
 	}
 	wg.Wait()
 	all = time.Since(began)
+	if running != nil {
+		running()
+	}
 	var (
 		mu   sync.Mutex
 		errs []error

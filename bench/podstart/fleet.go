@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,6 +23,7 @@ type fleetResult struct {
 	baseAll  time.Duration
 	baseEach dist
 	baseBusy float64
+	baseCPU  map[group]usage
 	// skiff
 	allReady  time.Duration // create → the last pod Ready
 	perPod    dist          // create → each pod Ready
@@ -32,6 +34,7 @@ type fleetResult struct {
 	// the idle window
 	idle          time.Duration
 	before, after snapshot
+	agentRSS      []int64          // VmRSS read every second of the window, sorted
 	agentStatus   map[string]int64 // VmHWM, RssAnon, RssFile
 	agentGC       string
 }
@@ -42,12 +45,13 @@ type fleetResult struct {
 // Deployment and times until every pod is gone.
 func measureFleet(ctx context.Context, o options, n *node, tr *tracker, base *baseline) (*fleetResult, error) {
 	res := &fleetResult{pods: o.fleet, loadStart: loadavg()}
-	a := takeSnapshot(nil)
-	all, each, err := base.startMany(ctx, "ps-fleet", o.fleet, startOpts{})
+	a := takeSnapshot(n.procs())
+	var b snapshot
+	all, each, err := base.startMany(ctx, "ps-fleet", o.fleet, startOpts{}, func() { b = takeSnapshot(n.procs()) })
 	if err != nil {
 		return nil, err
 	}
-	res.baseAll, res.baseEach, res.baseBusy = all, summarize(each), busyPercent(a, takeSnapshot(nil))
+	res.baseAll, res.baseEach, res.baseBusy, res.baseCPU = all, summarize(each), busyPercent(a, b), b.cpuSince(a)
 	fmt.Fprintf(os.Stderr, "#   containerd alone: %d containers running after %.1fs\n", o.fleet, all.Seconds())
 
 	obj, err := api.DecodeObject([]byte(deploymentJSON(fleetName, o.fleet, o.fleetProbe)))
@@ -82,9 +86,20 @@ func measureFleet(ctx context.Context, o options, n *node, tr *tracker, base *ba
 		return nil, err
 	}
 	res.before = takeSnapshot(n.procs())
-	if err := sleep(ctx, o.idle); err != nil {
-		return nil, err
+	var rss []int64
+	tick := time.NewTicker(time.Second)
+	for time.Since(res.before.at) < o.idle {
+		select {
+		case <-ctx.Done():
+			tick.Stop()
+			return nil, ctx.Err()
+		case <-tick.C:
+			rss = append(rss, kbField(fmt.Sprintf("/proc/%d/status", n.agent.PID()), "VmRSS"))
+		}
 	}
+	tick.Stop()
+	slices.Sort(rss)
+	res.agentRSS = rss
 	res.after = takeSnapshot(res.before.groups)
 	res.idle = res.after.at.Sub(res.before.at)
 	res.agentStatus = map[string]int64{}
@@ -128,15 +143,22 @@ func (f *fleetResult) print(o options) {
 	fmt.Printf("  %-28s %9.2f %9.2f %9.2f %9.2f %8.0f\n", "containerd alone: started", f.baseAll.Seconds(), f.baseEach.p50.Seconds(), f.baseEach.p99.Seconds(), f.baseEach.max.Seconds(), f.baseBusy)
 	fmt.Printf("  %-28s %9.2f\n", "skiff: delete → all gone", f.teardown.Seconds())
 	fmt.Printf("# ratio all Ready / containerd alone all started: %.1fx\n", f.allReady.Seconds()/f.baseAll.Seconds())
-	var parts []string
-	var total time.Duration
-	for _, g := range groupOrder {
-		u := f.startCPU[g]
-		parts = append(parts, fmt.Sprintf("%s %.1fs (+%.1fs children)", g, u.cpu.Seconds(), u.children.Seconds()))
-		total += u.cpu + u.children
+	cpuLine := func(who string, cpu map[group]usage, wall time.Duration, busy float64) {
+		var parts []string
+		var total time.Duration
+		for _, g := range groupOrder {
+			u := cpu[g]
+			if u.cpu+u.children == 0 {
+				continue
+			}
+			parts = append(parts, fmt.Sprintf("%s %.1fs (+%.1fs children)", g, u.cpu.Seconds(), u.children.Seconds()))
+			total += u.cpu + u.children
+		}
+		fmt.Printf("# CPU while %s started (%.1fs, machine %.0f%% busy): %s; sum %.1fs = %.0f ms per container\n",
+			who, wall.Seconds(), busy, strings.Join(parts, ", "), total.Seconds(), float64(total.Milliseconds())/float64(f.pods))
 	}
-	fmt.Printf("# CPU while the %d pods started (%.1fs, machine %.0f%% busy): %s; sum %.1fs = %.0f ms per pod\n",
-		f.pods, f.allReady.Seconds(), f.startBusy, strings.Join(parts, ", "), total.Seconds(), float64(total.Milliseconds())/float64(f.pods))
+	cpuLine(fmt.Sprintf("skiff's %d pods", f.pods), f.startCPU, f.allReady, f.startBusy)
+	cpuLine(fmt.Sprintf("containerd alone's %d containers", f.pods), f.baseCPU, f.baseAll, f.baseBusy)
 
 	fmt.Printf("# idle %.0fs with %d pods (after %v of settling): RSS at the end of the window; PSS splits shared pages; CPU = utime+stime over the window\n",
 		f.idle.Seconds(), f.pods, o.settle)
@@ -151,6 +173,8 @@ func (f *fleetResult) print(o options) {
 	if agent.rss > rssTarget {
 		verdict = fmt.Sprintf("MISSED by %.1f MB", mb(agent.rss-rssTarget))
 	}
-	fmt.Printf("# target agent RSS ≤ 50 MB (10^6 bytes) with %d pods: %.1f MB, %s; anonymous %.1f MB, file-backed %.1f MB, peak (VmHWM) %.1f MB; Go heap at its last GC: %s\n",
-		f.pods, mb(agent.rss), verdict, mb(f.agentStatus["RssAnon"]), mb(f.agentStatus["RssFile"]), mb(f.agentStatus["VmHWM"]), f.agentGC)
+	fmt.Printf("# target agent RSS ≤ 50 MB (10^6 bytes) with %d pods: %.1f MB at the end of the window, %s; read every second of it: p50 %.1f, max %.1f MB\n",
+		f.pods, mb(agent.rss), verdict, mb(f.agentRSS[len(f.agentRSS)/2]), mb(f.agentRSS[len(f.agentRSS)-1]))
+	fmt.Printf("#   agent RSS: anonymous %.1f MB, file-backed %.1f MB (the skiff binary's pages, shared with the control plane and the log drivers); peak (VmHWM) %.1f MB; Go heap at its last GC: %s\n",
+		mb(f.agentStatus["RssAnon"]), mb(f.agentStatus["RssFile"]), mb(f.agentStatus["VmHWM"]), f.agentGC)
 }

@@ -42,8 +42,8 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the data directory and the processes' logs")
 	flag.StringVar(&o.logLevel, "log-level", "info", "--log-level of skiff dev and skiff agent")
 	flag.Parse()
-	if o.starts < 1 || o.fleet < 0 {
-		fmt.Fprintln(os.Stderr, "podstart: -starts must be at least 1 and -fleet not negative")
+	if o.starts < 1 || o.fleet < 0 || o.idle < time.Second {
+		fmt.Fprintln(os.Stderr, "podstart: -starts must be at least 1, -fleet not negative, -idle at least 1s")
 		os.Exit(2)
 	}
 	for _, p := range []*string{&o.bin, &o.image} {

@@ -198,11 +198,11 @@ func (r *startResults) print(o options) {
 	fmt.Printf("# pod start: skiff = create of a 1-replica Deployment → its pod Ready in a pod watch;\n")
 	fmt.Printf("#   containerd = NewContainer + NewTask + Start (returns once the process runs), same image, same containerd\n")
 	fmt.Printf("#   nearest-rank percentiles: with %d samples p99 is the %s sample\n", o.starts, ordinal(int(0.99*float64(o.starts)+0.999999)))
-	fmt.Printf("# %-24s %4s %9s %9s %9s %9s %10s\n", "variant", "n", "p50 ms", "p90 ms", "p99 ms", "max ms", "warm-up ms")
+	fmt.Printf("# %-26s %4s %9s %9s %9s %9s %10s\n", "variant", "n", "p50 ms", "p90 ms", "p99 ms", "max ms", "warm-up ms")
 	total := func(s startSample) time.Duration { return s.total }
 	for _, v := range r.variants {
 		d := r.pick(v, total)
-		fmt.Printf("  %-24s %4d %9.1f %9.1f %9.1f %9.1f %10.1f\n", v, d.n, ms(d.p50), ms(d.p90), ms(d.p99), ms(d.max), ms(r.warmup[v].total))
+		fmt.Printf("  %-26s %4d %9.1f %9.1f %9.1f %9.1f %10.1f\n", v, d.n, ms(d.p50), ms(d.p90), ms(d.p99), ms(d.max), ms(r.warmup[v].total))
 	}
 	base := r.pick(containerdAlone, total)
 	for _, v := range []variant{skiffNoProbe, skiffProbe} {
@@ -220,7 +220,7 @@ func (r *startResults) print(o options) {
 			d := r.pick(v, f)
 			return fmt.Sprintf("%6.1f / %6.1f", ms(d.p50), ms(d.p99))
 		}
-		fmt.Printf("  %-24s %s   %s   %s   %s;   %s\n", v,
+		fmt.Printf("  %-26s %s   %s   %s   %s;   %s\n", v,
 			col(func(s startSample) time.Duration { return s.created }), col(func(s startSample) time.Duration { return s.bound }),
 			col(func(s startSample) time.Duration { return s.running }), col(func(s startSample) time.Duration { return s.ready }),
 			col(func(s startSample) time.Duration { return s.teardown }))
