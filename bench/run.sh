@@ -6,8 +6,11 @@
 # Knobs (environment): BENCH_CLIENTS (1,16,256), BENCH_DURATION (10s),
 # BENCH_ROUNDS (1), BENCH_TRIALS (20), BENCH_PODS (10000), BENCH_NODES
 # (5000 simulated nodes) and BENCH_SCHED_PODS (50000) for the scheduler,
-# BENCH_ONLY (a space-separated subset of: writes failover rss scheduler;
-# the scheduler alone takes ~30 minutes), BENCH_RESULTS (a directory to
+# BENCH_STARTS (50 pod starts per variant) and BENCH_NODE_PODS (100 pods
+# on one node) for podstart, BENCH_ONLY (a space-separated subset of:
+# writes failover rss scheduler podstart; the scheduler alone takes ~30
+# minutes; podstart needs root, containerd, runc and the CNI plugins, and
+# runs in a network namespace of its own), BENCH_RESULTS (a directory to
 # also write each program's output to).
 set -euo pipefail
 set -u
@@ -21,11 +24,18 @@ trials=${BENCH_TRIALS:-20}
 pods=${BENCH_PODS:-10000}
 nodes=${BENCH_NODES:-5000}
 sched_pods=${BENCH_SCHED_PODS:-50000}
-only=${BENCH_ONLY:-writes failover rss scheduler}
+starts=${BENCH_STARTS:-50}
+node_pods=${BENCH_NODE_PODS:-100}
+only=${BENCH_ONLY:-writes failover rss scheduler podstart}
 results=${BENCH_RESULTS:-}
 
 echo "==> make build"
 make --no-print-directory build
+case " $only " in *" podstart "*)
+	echo "==> make images (the echo image podstart starts)"
+	make --no-print-directory images
+	;;
+esac
 
 if ! command -v etcd >/dev/null 2>&1; then
 	echo "==> installing etcd-server (the baseline)"
@@ -60,3 +70,4 @@ run writes -clients "$clients" -duration "$duration" -rounds "$rounds"
 run failover -trials "$trials"
 run rss -pods "$pods"
 run scheduler -nodes "$nodes" -pods "$sched_pods"
+run podstart -starts "$starts" -fleet "$node_pods"
