@@ -2,11 +2,11 @@
 // cannot run the eBPF datapath, ClusterIP traffic is proxied in user space
 // on VIPs made local in the node's network namespace.
 //
-// Every VIP of a wanted service is added as a /32 on a link of that
-// namespace (lo by default: this kernel has no dummy driver) with the
-// address label "<link>:skiff", which marks the addresses the proxy owns:
-// Sync removes only labelled addresses, a restarted proxy adopts them, and
-// Cleanup removes them all. A service port with ready backends gets a
+// Every VIP of a wanted service is made local with a /32 route of type
+// local on lo (this kernel has no dummy driver), in the local table, with
+// its own routing protocol (RouteProtocol, "proto 86"), which marks the
+// routes the proxy owns: Sync removes only those, a restarted proxy adopts
+// them, and Cleanup removes them all. A service port with ready backends gets a
 // listener on VIP:port: TCP connections are spliced to a backend
 // (io.Copy between two *net.TCPConn uses splice(2) on Linux), UDP
 // datagrams go through a per-client flow table with an idle timeout. A

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -82,7 +83,7 @@ type Config struct {
 	// connections live in (a path such as /run/netns/NAME). Empty: the
 	// calling process's.
 	NetNS string
-	// Link is the link that holds the VIPs (default lo).
+	// Link is the link the VIPs' local routes point at (default lo).
 	Link string
 	// UDPIdleTimeout ends a UDP flow nobody used for that long (default 30s).
 	UDPIdleTimeout time.Duration
@@ -122,9 +123,9 @@ type Proxy struct {
 	done chan struct{} // the janitor ended
 }
 
-// New opens the proxy in its namespace. Addresses that an earlier proxy
-// on the same link labelled as its own are adopted: the first Sync keeps
-// those still wanted and removes the others.
+// New opens the proxy in its namespace. VIP routes that an earlier proxy
+// left (RouteProtocol) are adopted: the first Sync keeps those still
+// wanted and removes the others.
 func New(cfg Config) (*Proxy, error) {
 	if cfg.Link == "" {
 		cfg.Link = DefaultLink
@@ -224,6 +225,7 @@ func (p *Proxy) Sync(services []Service) error {
 			delete(p.counters, k)
 		}
 	}
+	var open []Service
 	for k, s := range want {
 		if p.counters[k] == nil {
 			p.counters[k] = new(counters)
@@ -235,12 +237,21 @@ func (p *Proxy) Sync(services []Service) error {
 			l.update(s.Backends, s.AffinityTimeout)
 			continue
 		}
-		l, err := p.listen(s)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("service %s: %w", k, err))
-			continue
+		open = append(open, s)
+	}
+	// One trip into the namespace for all new listeners.
+	if err := p.sockets.in(func() error {
+		for _, s := range open {
+			l, err := p.listen(s)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("service %s: %w", s.Key(), err))
+				continue
+			}
+			p.listeners[s.Key()] = l
 		}
-		p.listeners[k] = l
+		return nil
+	}); err != nil {
+		errs = append(errs, err)
 	}
 	for ip := range p.vips.owned {
 		if !vipSet[ip] {
@@ -272,6 +283,8 @@ func validate(s Service) error {
 	return nil
 }
 
+// listen opens s's socket in the calling thread's namespace and starts
+// serving it.
 func (p *Proxy) listen(s Service) (listener, error) {
 	k := s.Key()
 	addr := netip.AddrPortFrom(s.VIP, s.Port)
@@ -279,13 +292,13 @@ func (p *Proxy) listen(s Service) (listener, error) {
 	log := p.log.With("service", k.String())
 	switch s.Protocol {
 	case TCP:
-		ln, err := p.sockets.listenTCP(addr)
+		ln, err := net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(addr))
 		if err != nil {
 			return nil, err
 		}
 		return startTCP(k, ln, bal, p.counters[k], p.sockets, p.cfg.Now, log, p.cfg.CloseTCP), nil
 	default:
-		c, err := p.sockets.listenUDP(addr)
+		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
 		if err != nil {
 			return nil, err
 		}
@@ -305,7 +318,7 @@ func (p *Proxy) Counters() map[ServiceKey]Counters {
 }
 
 // Close stops every listener, closes every connection and flow, and
-// removes the VIPs the proxy added. Closing twice does nothing.
+// removes the VIP routes the proxy added. Closing twice does nothing.
 func (p *Proxy) Close() error {
 	p.mu.Lock()
 	if p.closed {
@@ -328,9 +341,9 @@ func (p *Proxy) Close() error {
 	return nil
 }
 
-// Cleanup removes every address a proxy labelled as its own on the link
-// of cfg (NetNS and Link): what a proxy that did not Close left behind
-// (skiff agent --cleanup).
+// Cleanup removes every VIP route a proxy added in cfg.NetNS (routes of
+// RouteProtocol in the local table): what a proxy that did not Close left
+// behind (skiff agent --cleanup).
 func Cleanup(cfg Config) error {
 	if cfg.Link == "" {
 		cfg.Link = DefaultLink

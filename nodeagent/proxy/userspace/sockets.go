@@ -1,7 +1,6 @@
 package userspace
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
 	"time"
@@ -23,32 +22,6 @@ func (s sockets) in(fn func() error) error {
 		return fn()
 	}
 	return nsrun.Do(s.netns, fn)
-}
-
-func (s sockets) listenTCP(addr netip.AddrPort) (*net.TCPListener, error) {
-	var ln *net.TCPListener
-	err := s.in(func() error {
-		var err error
-		ln, err = net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(addr))
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("listen tcp %s: %w", addr, err)
-	}
-	return ln, nil
-}
-
-func (s sockets) listenUDP(addr netip.AddrPort) (*net.UDPConn, error) {
-	var c *net.UDPConn
-	err := s.in(func() error {
-		var err error
-		c, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("listen udp %s: %w", addr, err)
-	}
-	return c, nil
 }
 
 func (s sockets) dialTCP(be netip.AddrPort) (*net.TCPConn, error) {

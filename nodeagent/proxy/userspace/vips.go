@@ -11,25 +11,26 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// labelSuffix follows the link name in the label of every address the
-// proxy adds ("lo:skiff"): the mark that tells its VIPs from addresses
-// anyone else put on the link.
-const labelSuffix = ":skiff"
+// RouteProtocol marks the local routes that make the proxy's VIPs local
+// (rtm_protocol 86, "V"; `ip route show table local proto 86`): Sync
+// removes only such routes, a restarted proxy adopts them, Cleanup
+// removes them all.
+//
+// A VIP is made local with a /32 route of type local in the local table
+// rather than an address: a bind to it works the same, but adding a route
+// costs a trie insert where adding an address walks the link's address
+// list (10,000 VIPs: ~0.2 s instead of ~2 s of kernel time here), and the
+// VIPs stay out of address lists and source address selection.
+const RouteProtocol netlink.RouteProtocol = 0x56
 
-// vips keeps the proxy's VIPs on a link of its namespace.
+// vips keeps the proxy's VIPs local in its namespace.
 type vips struct {
 	h     *netlink.Handle
 	link  netlink.Link
-	label string
-	owned map[netip.Addr]bool // labelled addresses on the link
-	other map[netip.Addr]bool // addresses on the link the proxy did not add
+	owned map[netip.Addr]bool
 }
 
 func openVIPs(netnsPath, linkName string) (*vips, error) {
-	label := linkName + labelSuffix
-	if len(label) > unix.IFNAMSIZ-1 {
-		return nil, fmt.Errorf("address label %q is longer than %d bytes: use a shorter link name", label, unix.IFNAMSIZ-1)
-	}
 	var h *netlink.Handle
 	var err error
 	if netnsPath == "" {
@@ -50,7 +51,7 @@ func openVIPs(netnsPath, linkName string) (*vips, error) {
 		h.Close()
 		return nil, fmt.Errorf("link %s: %w", linkName, err)
 	}
-	v := &vips{h: h, link: link, label: label}
+	v := &vips{h: h, link: link}
 	if err := v.load(); err != nil {
 		h.Close()
 		return nil, err
@@ -58,61 +59,69 @@ func openVIPs(netnsPath, linkName string) (*vips, error) {
 	return v, nil
 }
 
-// load reads the link's IPv4 addresses: labelled ones are the proxy's
-// (also those a crashed run left), the rest are someone else's.
+// load reads the proxy's local routes, also those a crashed run left.
 func (v *vips) load() error {
-	addrs, err := v.h.AddrList(v.link, netlink.FAMILY_V4)
+	filter := &netlink.Route{Table: unix.RT_TABLE_LOCAL, Protocol: RouteProtocol}
+	rts, err := v.h.RouteListFiltered(netlink.FAMILY_V4, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
 	if err != nil {
-		return fmt.Errorf("list addresses of %s: %w", v.link.Attrs().Name, err)
+		return fmt.Errorf("list local routes: %w", err)
 	}
 	v.owned = make(map[netip.Addr]bool)
-	v.other = make(map[netip.Addr]bool)
-	for _, a := range addrs {
-		ip, ok := netip.AddrFromSlice(a.IP)
-		if !ok {
+	for _, rt := range rts {
+		if rt.Dst == nil || rt.Type != unix.RTN_LOCAL {
 			continue
 		}
-		ip = ip.Unmap()
-		ones, _ := a.Mask.Size()
-		if a.Label == v.label && ones == 32 {
-			v.owned[ip] = true
-		} else {
-			v.other[ip] = true
+		if ones, bits := rt.Dst.Mask.Size(); ones != 32 || bits != 32 {
+			continue
+		}
+		if ip, ok := netip.AddrFromSlice(rt.Dst.IP); ok {
+			v.owned[ip.Unmap()] = true
 		}
 	}
 	return nil
 }
 
-func (v *vips) addr(ip netip.Addr) *netlink.Addr {
-	return &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(32, 32)}, Label: v.label}
+func (v *vips) route(ip netip.Addr) *netlink.Route {
+	return &netlink.Route{
+		LinkIndex: v.link.Attrs().Index,
+		Dst:       &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(32, 32)},
+		Table:     unix.RT_TABLE_LOCAL,
+		Type:      unix.RTN_LOCAL,
+		Scope:     netlink.SCOPE_HOST,
+		Protocol:  RouteProtocol,
+	}
 }
 
-// ensure makes ip local: adds it with the proxy's label unless it is
-// already on the link.
+// ensure makes ip local. An address that is local already (someone
+// else's address or route) is used as it is and never removed.
 func (v *vips) ensure(ip netip.Addr) error {
-	if v.owned[ip] || v.other[ip] {
+	if v.owned[ip] {
 		return nil
 	}
-	if err := v.h.AddrAdd(v.link, v.addr(ip)); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("add %s/32 to %s: %w", ip, v.link.Attrs().Name, err)
+	err := v.h.RouteAdd(v.route(ip))
+	switch {
+	case errors.Is(err, unix.EEXIST):
+		return nil
+	case err != nil:
+		return fmt.Errorf("add local route %s/32 dev %s: %w", ip, v.link.Attrs().Name, err)
 	}
 	v.owned[ip] = true
 	return nil
 }
 
-// remove deletes ip if the proxy added it.
+// remove deletes ip's local route if the proxy added it.
 func (v *vips) remove(ip netip.Addr) error {
 	if !v.owned[ip] {
 		return nil
 	}
-	if err := v.h.AddrDel(v.link, v.addr(ip)); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
-		return fmt.Errorf("delete %s/32 from %s: %w", ip, v.link.Attrs().Name, err)
+	if err := v.h.RouteDel(v.route(ip)); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("delete local route %s/32: %w", ip, err)
 	}
 	delete(v.owned, ip)
 	return nil
 }
 
-// removeAll deletes every address the proxy added.
+// removeAll deletes every local route the proxy added.
 func (v *vips) removeAll() error {
 	var errs []error
 	for ip := range v.owned {

@@ -1,0 +1,125 @@
+package proxy
+
+import (
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/skiffhq/skiff/api"
+)
+
+// metrics are the proxier's Prometheus metrics:
+//
+//	skiff_proxy_mode_info{mode}                                1 for the datapath in use
+//	skiff_proxy_sync_duration_seconds{mode,result}             histogram of datapath syncs
+//	skiff_proxy_service_connections_total{namespace,service,port,protocol}
+//	skiff_proxy_service_datagrams_total{namespace,service,port,protocol}
+//	skiff_proxy_service_backends{namespace,service,port,protocol}
+//
+// The per-service series are read from the datapath when scraped.
+type metrics struct {
+	reg          prometheus.Registerer
+	modeInfo     *prometheus.GaugeVec
+	syncDuration *prometheus.HistogramVec
+	ports        *portCollector
+}
+
+func newMetrics(reg prometheus.Registerer, mode Mode, eng engine) (*metrics, error) {
+	m := &metrics{
+		reg: reg,
+		modeInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "skiff_proxy_mode_info",
+			Help: "The service datapath in use: 1 for its mode (ebpf or userspace).",
+		}, []string{"mode"}),
+		syncDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "skiff_proxy_sync_duration_seconds",
+			Help:    "Time to program the full set of services into the datapath, by mode and result.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"mode", "result"}),
+		ports: &portCollector{eng: eng},
+	}
+	m.ports.snapshot.Store(new([]ServicePort))
+	m.modeInfo.WithLabelValues(string(mode)).Set(1)
+	if reg == nil {
+		return m, nil
+	}
+	var done []prometheus.Collector
+	for _, c := range []prometheus.Collector{m.modeInfo, m.syncDuration, m.ports} {
+		if err := reg.Register(c); err != nil {
+			for _, d := range done {
+				reg.Unregister(d)
+			}
+			return nil, err
+		}
+		done = append(done, c)
+	}
+	return m, nil
+}
+
+func (m *metrics) observeSync(mode Mode, d time.Duration, err error) {
+	result := "success"
+	if err != nil {
+		result = "error"
+	}
+	m.syncDuration.WithLabelValues(string(mode), result).Observe(d.Seconds())
+}
+
+func (m *metrics) setPorts(ports []ServicePort) { m.ports.snapshot.Store(&ports) }
+
+func (m *metrics) unregister() {
+	if m.reg == nil {
+		return
+	}
+	m.reg.Unregister(m.modeInfo)
+	m.reg.Unregister(m.syncDuration)
+	m.reg.Unregister(m.ports)
+}
+
+var (
+	portLabels       = []string{"namespace", "service", "port", "protocol"}
+	connectionsDesc  = prometheus.NewDesc("skiff_proxy_service_connections_total", "New connections to a service port: TCP connections and UDP flows.", portLabels, nil)
+	datagramsDesc    = prometheus.NewDesc("skiff_proxy_service_datagrams_total", "UDP datagrams clients sent to a service port.", portLabels, nil)
+	backendsDesc     = prometheus.NewDesc("skiff_proxy_service_backends", "Ready backends of a service port.", portLabels, nil)
+	counterErrorDesc = prometheus.NewDesc("skiff_proxy_counter_read_errors", "1 when the last scrape could not read the datapath's per-service counters.", nil, nil)
+)
+
+// portCollector reports the last synced service ports and their counters.
+type portCollector struct {
+	eng      engine
+	snapshot atomic.Pointer[[]ServicePort]
+}
+
+func (c *portCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- connectionsDesc
+	ch <- datagramsDesc
+	ch <- backendsDesc
+	ch <- counterErrorDesc
+}
+
+func (c *portCollector) Collect(ch chan<- prometheus.Metric) {
+	ports := *c.snapshot.Load()
+	counters, err := c.eng.counters()
+	failed := 0.0
+	if err != nil {
+		failed = 1
+	}
+	ch <- prometheus.MustNewConstMetric(counterErrorDesc, prometheus.GaugeValue, failed)
+	for _, p := range ports {
+		port := p.PortName
+		if port == "" {
+			port = strconv.Itoa(int(p.Port))
+		}
+		labels := []string{p.Namespace, p.Service, port, string(p.Protocol)}
+		ch <- prometheus.MustNewConstMetric(backendsDesc, prometheus.GaugeValue, float64(len(p.Backends)), labels...)
+		if err != nil {
+			continue
+		}
+		cs := counters[p.PortKey]
+		ch <- prometheus.MustNewConstMetric(connectionsDesc, prometheus.CounterValue, float64(cs.Connections), labels...)
+		if p.Protocol == api.ProtocolUDP {
+			ch <- prometheus.MustNewConstMetric(datagramsDesc, prometheus.CounterValue, float64(cs.Datagrams), labels...)
+		}
+	}
+}

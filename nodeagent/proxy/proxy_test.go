@@ -1,0 +1,206 @@
+package proxy_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/skiffhq/skiff/bpf"
+	"github.com/skiffhq/skiff/nodeagent/network/netnstest"
+	"github.com/skiffhq/skiff/nodeagent/proxy"
+	"github.com/skiffhq/skiff/nodeagent/proxy/proxytest"
+)
+
+func TestMain(m *testing.M) { proxytest.Main(m) }
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+func TestUserspaceSuite(t *testing.T) {
+	env := proxytest.NewEnv(t, proxytest.Options{})
+	proxytest.Run(t, env, func(t *testing.T, reg prometheus.Registerer) proxy.Proxier {
+		p, err := proxy.New(proxy.Config{Mode: proxy.ModeUserspace, NetNS: env.NS.Path, Registerer: reg, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Mode() != proxy.ModeUserspace {
+			t.Fatalf("mode %s", p.Mode())
+		}
+		return p
+	}, proxytest.Features{StaleFlows: true})
+}
+
+// requireBPF skips (or fails under SKIFF_REQUIRE_INTEGRATION=1) without a
+// kernel that runs the datapath.
+func requireBPF(t *testing.T) bpf.Features {
+	t.Helper()
+	feat, err := bpf.Probe()
+	if err != nil {
+		netnstest.Missing(t, fmt.Sprintf("the eBPF datapath (probe: %v)", err))
+	}
+	return feat
+}
+
+func ebpfConfig(t *testing.T, env *proxytest.Env) proxy.Config {
+	return proxy.Config{
+		Mode:       proxy.ModeEBPF,
+		PinDir:     proxytest.BPFFS(t) + "/skiff",
+		CgroupPath: env.Cgroup,
+		NetnsPaths: func() ([]string, error) { return []string{env.NS.Path}, nil },
+		Logger:     testLogger(t),
+	}
+}
+
+func TestEBPFSuite(t *testing.T) {
+	netnstest.Require(t)
+	feat := requireBPF(t)
+	env := proxytest.NewEnv(t, proxytest.Options{Cgroup: true})
+	proxytest.Run(t, env, func(t *testing.T, reg prometheus.Registerer) proxy.Proxier {
+		cfg := ebpfConfig(t, env)
+		cfg.Registerer = reg
+		p, err := proxy.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Close keeps the programs attached (forwarding goes on without
+		// the agent); the next test starts from nothing.
+		t.Cleanup(func() {
+			if err := proxy.Cleanup(cfg); err != nil {
+				t.Error(err)
+			}
+		})
+		if p.Mode() != proxy.ModeEBPF {
+			t.Fatalf("mode %s", p.Mode())
+		}
+		return p
+	}, proxytest.Features{StaleFlows: feat.SockDestroy})
+}
+
+// logBuffer collects log output for assertions.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestAutoMode: auto picks ebpf when the probe passes, and falls back to
+// userspace, saying so in the log and the metric, when the probe reports
+// a missing feature or cannot tell.
+func TestAutoMode(t *testing.T) {
+	netnstest.Require(t)
+	env := proxytest.NewEnv(t, proxytest.Options{Cgroup: true})
+	tests := []struct {
+		name       string
+		probe      func() (proxy.ProbeResult, error)
+		want       proxy.Mode
+		wantReason string
+	}{{
+		name: "missing feature",
+		probe: func() (proxy.ProbeResult, error) {
+			return proxy.ProbeResult{}, fmt.Errorf("bpf: probe cgroup sock_addr programs: %w", ebpf.ErrNotSupported)
+		},
+		want:       proxy.ModeUserspace,
+		wantReason: "kernel lacks an eBPF feature",
+	}, {
+		name: "probe error",
+		probe: func() (proxy.ProbeResult, error) {
+			return proxy.ProbeResult{}, errors.New("bpf: probe: operation not permitted")
+		},
+		want:       proxy.ModeUserspace,
+		wantReason: "eBPF support unknown",
+	}, {
+		name:       "probe passes",
+		probe:      func() (proxy.ProbeResult, error) { return proxy.ProbeResult{SockDestroy: true}, nil },
+		want:       proxy.ModeEBPF,
+		wantReason: "eBPF feature probe passed",
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.want == proxy.ModeEBPF {
+				requireBPF(t)
+			}
+			var logs logBuffer
+			reg := prometheus.NewRegistry()
+			cfg := ebpfConfig(t, env)
+			cfg.Mode = proxy.ModeAuto
+			cfg.NetNS = env.NS.Path
+			cfg.Probe = tc.probe
+			cfg.Registerer = reg
+			cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			p, err := proxy.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if err := p.Close(); err != nil {
+					t.Error(err)
+				}
+				if err := proxy.Cleanup(cfg); err != nil {
+					t.Error(err)
+				}
+			})
+			if p.Mode() != tc.want {
+				t.Fatalf("auto chose %s, want %s; log:\n%s", p.Mode(), tc.want, logs.String())
+			}
+			out := logs.String()
+			if !strings.Contains(out, `msg="service proxy mode" mode=`+string(tc.want)+" requested=auto") || !strings.Contains(out, tc.wantReason) {
+				t.Errorf("log does not say the mode (%s) and why (%q):\n%s", tc.want, tc.wantReason, out)
+			}
+			if tc.want == proxy.ModeUserspace && !strings.Contains(out, "level=WARN") {
+				t.Errorf("the fallback is not logged as a warning:\n%s", out)
+			}
+			if got := modeInfo(t, reg); len(got) != 1 || got[string(tc.want)] != 1 {
+				t.Errorf("skiff_proxy_mode_info = %v, want {%s: 1}", got, tc.want)
+			}
+		})
+	}
+}
+
+// modeInfo returns skiff_proxy_mode_info by mode.
+func modeInfo(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range fams {
+		if f.GetName() != "skiff_proxy_mode_info" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "mode" {
+					out[l.GetValue()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return out
+}
