@@ -9,7 +9,7 @@ import (
 // affinityEntry returns the client's (its netns') affinity entry for k.
 func (e *env) affinityEntry(k ServiceKey) (lbAffinityKey, lbAffinityValue, bool) {
 	e.t.Helper()
-	id := e.dp.services[k].id
+	id := e.dp.lookup(k).id
 	var (
 		key lbAffinityKey
 		val lbAffinityValue
@@ -117,7 +117,7 @@ func TestAffinity(t *testing.T) {
 	var mk lbMemberKey
 	var one8 uint8
 	for it := e.dp.objs.SkiffMembers.Iterate(); it.Next(&mk, &one8); {
-		if mk.Id == e.dp.services[tcp.Key()].id {
+		if mk.Id == e.dp.lookup(tcp.Key()).id {
 			n++
 		}
 	}

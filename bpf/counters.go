@@ -19,7 +19,8 @@ func (d *Datapath) Counters() (map[ServiceKey]Counters, error) {
 	}
 	perCPU := make([]lbCounters, ncpu)
 	out := make(map[ServiceKey]Counters, len(d.services))
-	for k, p := range d.services {
+	for _, p := range d.services {
+		k := p.svc.Key()
 		if err := d.objs.SkiffCounters.Lookup(p.id, perCPU); err != nil {
 			return nil, fmt.Errorf("bpf: counters of %s: %w", k, err)
 		}

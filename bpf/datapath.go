@@ -61,7 +61,8 @@ type Datapath struct {
 	destroyTCP atomic.Bool
 
 	mu       sync.Mutex // guards what follows, and serializes map writes
-	services map[ServiceKey]*programmed
+	services map[svcIndex]*programmed
+	epoch    uint64 // of the last Sync
 	ids      idAllocator
 	closed   bool
 }
@@ -98,7 +99,7 @@ func Open(cfg Config) (*Datapath, error) {
 		return nil, err
 	}
 
-	d := &Datapath{cfg: cfg, log: cfg.Logger, services: map[ServiceKey]*programmed{}}
+	d := &Datapath{cfg: cfg, log: cfg.Logger, services: map[svcIndex]*programmed{}}
 	spec, err := loadLb()
 	if err != nil {
 		return nil, fmt.Errorf("bpf: %w", err)

@@ -15,6 +15,7 @@ func (d *Datapath) restore() error {
 	var (
 		key   lbSvcKey
 		value lbSvcValue
+		bad   []lbSvcKey
 	)
 	it := d.objs.SkiffServices.Iterate()
 	for it.Next(&key, &value) {
@@ -28,7 +29,12 @@ func (d *Datapath) restore() error {
 			p.svc.AffinityTimeout = time.Duration(value.AffinityTimeout) * time.Second
 		}
 		p.svc.Backends = make([]Backend, value.Count)
-		d.services[k] = p
+		idx, ok := indexOf(k)
+		if !ok || value.Id == 0 || value.Id > MaxServices || byID[value.Id] != nil {
+			bad = append(bad, key) // not written by this loader
+			continue
+		}
+		d.services[idx] = p
 		byID[value.Id] = p
 	}
 	if err := it.Err(); err != nil {
@@ -56,12 +62,16 @@ func (d *Datapath) restore() error {
 		return fmt.Errorf("bpf: read backends: %w", err)
 	}
 	var errs []error
+	for _, k := range bad {
+		errs = append(errs, deleteKey(d.objs.SkiffServices, k))
+	}
 	for _, k := range orphan {
 		errs = append(errs, deleteKey(d.objs.SkiffBackends, k))
 	}
 
 	used := make(map[uint32]bool, len(byID))
-	for k, p := range d.services {
+	for _, p := range d.services {
+		k := p.svc.Key()
 		used[p.id] = true
 		// The loader writes backends sorted; anything else (a slot
 		// missing after a crash) is rewritten by the next Sync.
@@ -72,7 +82,12 @@ func (d *Datapath) restore() error {
 			p.svc.AffinityTimeout = -1 // never equal to a desired service
 		}
 	}
-	d.ids.reset(used)
+	// A run that died between removing a service and zeroing its
+	// counters leaves them set; ids above the highest in use were never
+	// handed out or were zeroed.
+	for _, id := range d.ids.reset(used) {
+		errs = append(errs, d.zeroCounters(id))
+	}
 
 	var (
 		mkey  lbMemberKey

@@ -14,6 +14,21 @@ type programmed struct {
 	id    uint32
 	gen   uint8  // generation of the backend slots in use
 	slots [2]int // backend slots written per generation (the other one is stale, kept for lookups in flight)
+	seen  uint64 // the last Sync (epoch) that listed it
+}
+
+// svcIndex is a ServiceKey packed for cheap hashing: a Sync of 20,000
+// services looks each one up.
+type svcIndex uint64
+
+// indexOf packs k; ok is false for what the maps cannot hold (not IPv4).
+func indexOf(k ServiceKey) (svcIndex, bool) {
+	if !k.VIP.Is4() {
+		return 0, false
+	}
+	b := k.VIP.As4()
+	v := uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3])
+	return svcIndex(v<<24 | uint64(k.Port)<<8 | uint64(k.Protocol)), true
 }
 
 // Sync makes the maps hold exactly services (the full desired set),
@@ -25,46 +40,73 @@ type programmed struct {
 // translated to them are destroyed before Sync returns.
 //
 // An invalid service (ErrInvalidService) is left as it was and reported in
-// the error; the others are applied.
+// the error; the others are applied. Sync costs a map lookup per service
+// listed even when nothing changed; Upsert and Remove cost only the change.
 func (d *Datapath) Sync(services []Service) (SyncStats, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
 		return SyncStats{}, errClosed
 	}
+	d.epoch++
 	var (
 		stats   SyncStats
 		errs    []error
 		stale   []staleStaleKey
-		desired = make(map[ServiceKey]int, len(services))
+		changed []int            // indexes into services
+		added   map[svcIndex]int // new services seen so far: duplicates
+		kept    int              // programmed services listed
 	)
 	for i, s := range services {
 		k := s.Key()
 		k.VIP = k.VIP.Unmap()
-		if j, dup := desired[k]; dup {
-			errs = append(errs, fmt.Errorf("%w %s: listed twice (entries %d and %d)", ErrInvalidService, k, j, i))
+		idx, ok := indexOf(k)
+		if !ok {
+			errs = append(errs, fmt.Errorf("%w %s: VIP is not IPv4", ErrInvalidService, k))
 			continue
 		}
-		desired[k] = i
+		if p := d.services[idx]; p != nil {
+			if p.seen == d.epoch {
+				errs = append(errs, fmt.Errorf("%w %s: listed twice", ErrInvalidService, k))
+				continue
+			}
+			p.seen = d.epoch
+			kept++
+			if sameService(p.svc, s) {
+				continue
+			}
+		} else {
+			if added == nil {
+				added = map[svcIndex]int{}
+			}
+			if _, dup := added[idx]; dup {
+				errs = append(errs, fmt.Errorf("%w %s: listed twice", ErrInvalidService, k))
+				continue
+			}
+			added[idx] = i
+		}
+		changed = append(changed, i)
 	}
-	for k, p := range d.services {
-		if _, ok := desired[k]; ok {
+	// Removals first: they free ids for the additions.
+	for idx, p := range d.services {
+		if kept == len(d.services) {
+			break // all listed: nothing to remove
+		}
+		if p.seen == d.epoch {
 			continue
 		}
 		stale = d.appendStale(stale, p, nil)
-		if err := d.remove(k, p); err != nil {
+		if err := d.remove(idx, p); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		stats.Removed++
 	}
-	for k, i := range desired {
-		st, err := d.upsert(k, services[i], &stale)
+	for _, i := range changed {
+		st, err := d.upsert(services[i], &stale)
 		stats.Added += st.Added
 		stats.Updated += st.Updated
-		if err != nil {
-			errs = append(errs, err)
-		}
+		errs = append(errs, err)
 	}
 	n, err := d.destroyStale(stale)
 	stats.Destroyed = n
@@ -87,9 +129,7 @@ func (d *Datapath) Upsert(services ...Service) (SyncStats, error) {
 		stale []staleStaleKey
 	)
 	for _, s := range services {
-		k := s.Key()
-		k.VIP = k.VIP.Unmap()
-		st, err := d.upsert(k, s, &stale)
+		st, err := d.upsert(s, &stale)
 		stats.Added += st.Added
 		stats.Updated += st.Updated
 		errs = append(errs, err)
@@ -114,13 +154,13 @@ func (d *Datapath) Remove(keys ...ServiceKey) (SyncStats, error) {
 		stale []staleStaleKey
 	)
 	for _, k := range keys {
-		k.VIP = k.VIP.Unmap()
-		p, ok := d.services[k]
-		if !ok {
+		p := d.lookup(k)
+		if p == nil {
 			continue
 		}
+		idx, _ := indexOf(p.svc.Key())
 		stale = d.appendStale(stale, p, nil)
-		if err := d.remove(k, p); err != nil {
+		if err := d.remove(idx, p); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -134,34 +174,44 @@ func (d *Datapath) Remove(keys ...ServiceKey) (SyncStats, error) {
 
 var errClosed = errors.New("bpf: datapath closed")
 
-// upsert programs s under k unless the maps hold it already.
-func (d *Datapath) upsert(k ServiceKey, s Service, stale *[]staleStaleKey) (SyncStats, error) {
-	p := d.services[k]
-	if p != nil && sameService(p.svc, s) {
-		return SyncStats{}, nil
+// lookup returns how k is programmed, or nil.
+func (d *Datapath) lookup(k ServiceKey) *programmed {
+	k.VIP = k.VIP.Unmap()
+	idx, ok := indexOf(k)
+	if !ok {
+		return nil
 	}
+	return d.services[idx]
+}
+
+// upsert programs s unless the maps hold it already.
+func (d *Datapath) upsert(s Service, stale *[]staleStaleKey) (SyncStats, error) {
 	s, err := normalize(s)
 	if err != nil {
 		return SyncStats{}, err
 	}
-	if p != nil && p.svc.AffinityTimeout == s.AffinityTimeout && slices.Equal(p.svc.Backends, s.Backends) {
-		return SyncStats{}, nil
+	k := s.Key()
+	idx, _ := indexOf(k)
+	p := d.services[idx]
+	if p != nil {
+		p.seen = d.epoch
+		if p.svc.AffinityTimeout == s.AffinityTimeout && slices.Equal(p.svc.Backends, s.Backends) {
+			return SyncStats{}, nil
+		}
 	}
 	if p == nil {
 		id, ok := d.ids.alloc()
 		if !ok {
 			return SyncStats{}, fmt.Errorf("bpf: add service %s: %w (%d services)", k, ErrFull, MaxServices)
 		}
-		p = &programmed{svc: Service{VIP: s.VIP, Port: s.Port, Protocol: s.Protocol}, id: id, gen: 1}
-		if err := d.zeroCounters(id); err != nil {
-			d.ids.free(id)
-			return SyncStats{}, fmt.Errorf("bpf: add service %s: %w", k, err)
-		}
+		// The id's counters are zero: fresh from the map, or zeroed when
+		// its last service was removed.
+		p = &programmed{svc: Service{VIP: s.VIP, Port: s.Port, Protocol: s.Protocol}, id: id, gen: 1, seen: d.epoch}
 		if err := d.write(k, p, s); err != nil {
 			d.ids.free(id)
 			return SyncStats{}, fmt.Errorf("bpf: add service %s: %w", k, err)
 		}
-		d.services[k] = p
+		d.services[idx] = p
 		return SyncStats{Added: 1}, nil
 	}
 	old := p.svc
@@ -238,11 +288,12 @@ const flagAffinity = 1 // SKIFF_SVC_AFFINITY
 // remove deletes the service entry first (new lookups miss it), then its
 // backend slots and members; a lookup in flight that finds no backend
 // refuses the connection, as for a service without backends.
-func (d *Datapath) remove(k ServiceKey, p *programmed) error {
+func (d *Datapath) remove(idx svcIndex, p *programmed) error {
+	k := p.svc.Key()
 	if err := deleteKey(d.objs.SkiffServices, svcKeyOf(k)); err != nil {
 		return fmt.Errorf("bpf: remove service %s: %w", k, err)
 	}
-	delete(d.services, k)
+	delete(d.services, idx)
 	var errs []error
 	for gen := range 2 {
 		for i := range p.slots[gen] {
@@ -254,6 +305,9 @@ func (d *Datapath) remove(k ServiceKey, p *programmed) error {
 			errs = append(errs, deleteKey(d.objs.SkiffMembers, memberKey(p.id, b)))
 		}
 	}
+	// Last, when no lookup of the service can be in flight any more, so
+	// the id goes back to the pool with zero counters.
+	errs = append(errs, d.zeroCounters(p.id))
 	d.ids.free(p.id)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("bpf: remove service %s: %w", k, err)
@@ -295,7 +349,7 @@ func deleteKey(m *ebpf.Map, key any) error {
 	return nil
 }
 
-// zeroCounters resets the counters of a (re)used service id.
+// zeroCounters resets the counters of a service id going back to the pool.
 func (d *Datapath) zeroCounters(id uint32) error {
 	n, err := ebpf.PossibleCPU()
 	if err != nil {
@@ -329,8 +383,9 @@ func (a *idAllocator) alloc() (uint32, bool) {
 
 func (a *idAllocator) free(id uint32) { a.freed = append(a.freed, id) }
 
-// reset makes used the ids in use, after reading them back from the maps.
-func (a *idAllocator) reset(used map[uint32]bool) {
+// reset makes used the ids in use, after reading them back from the maps,
+// and returns the ids below the highest one in use that are free.
+func (a *idAllocator) reset(used map[uint32]bool) []uint32 {
 	var highest uint32
 	for id := range used {
 		highest = max(highest, id)
@@ -342,4 +397,5 @@ func (a *idAllocator) reset(used map[uint32]bool) {
 		}
 	}
 	a.next = highest + 1
+	return a.freed
 }

@@ -4,6 +4,9 @@
 # The node agent's integration tests need containerd + runc (started by the
 # tests themselves; there is no systemd), the standard CNI plugins, a static
 # busybox for test images, iproute2 and nsenter for network namespaces.
+# The eBPF datapath (bpf/) is compiled by `make generate` with clang-14,
+# llvm-strip, libbpf's headers and the kernel's UAPI headers; its test
+# checks that the committed objects match what they produce.
 set -euo pipefail
 
 # Go comes from go.dev, not Debian (go.mod needs a newer toolchain than
@@ -26,6 +29,10 @@ declare -A want=(
 	[/usr/lib/cni/bridge]=containernetworking-plugins
 	[/usr/lib/cni/host-local]=containernetworking-plugins
 	[/usr/lib/cni/loopback]=containernetworking-plugins
+	[clang-14]=clang-14
+	[llvm-strip]=llvm
+	[/usr/include/bpf]=libbpf-dev       # header directories: -x holds for them
+	[/usr/include/linux]=linux-libc-dev
 )
 
 have() {
