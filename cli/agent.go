@@ -20,6 +20,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane/store"
 	"github.com/skiffhq/skiff/nodeagent"
 	"github.com/skiffhq/skiff/nodeagent/hollow"
+	"github.com/skiffhq/skiff/nodeagent/proxy"
 	"github.com/skiffhq/skiff/nodeagent/runtime/containerd"
 	"github.com/skiffhq/skiff/nodeagent/runtime/fake"
 	"github.com/skiffhq/skiff/nodeagent/server"
@@ -54,6 +55,7 @@ type agentFlags struct {
 	backoffMax                                             time.Duration
 	images                                                 []string
 	port                                                   int
+	proxyMode, pinDir, metricsAddr                         string
 }
 
 // name is --node-name, or the host name in lower case.
@@ -173,6 +175,10 @@ Get a token with: skiff token create --usage agent --ttl 24h`,
 			if err != nil {
 				return err
 			}
+			mode, err := proxy.ParseMode(f.proxyMode)
+			if err != nil {
+				return fmt.Errorf("--proxy-mode: %w", err)
+			}
 			svc, err := netip.ParsePrefix(f.serviceCIDR)
 			if err != nil {
 				return fmt.Errorf("--service-cidr %q: %w", f.serviceCIDR, err)
@@ -184,6 +190,7 @@ Get a token with: skiff token create --usage agent --ttl 24h`,
 				CNIPluginDirs: splitServers(f.cniBinDir), ServiceCIDR: svc, Labels: labels,
 				MaxPods: f.maxPods, Heartbeat: f.heartbeat, BackoffMax: f.backoffMax,
 				Images: f.images, Port: f.port, Version: o.build.Version, Log: log,
+				ProxyMode: mode, PinDir: f.pinDir, MetricsAddr: f.metricsAddr,
 			})
 		},
 	}
@@ -200,6 +207,9 @@ Get a token with: skiff token create --usage agent --ttl 24h`,
 	fl.StringVar(&f.cniBinDir, "cni-bin-dir", "/usr/lib/cni,/opt/cni/bin", "directories of the CNI plugins (bridge, host-local, loopback), comma-separated")
 	fl.StringVar(&f.serviceCIDR, "service-cidr", store.DefaultNetwork.ServiceCIDR.String(), "the cluster's service CIDR: an unreachable route keeps untranslated service packets on the node")
 	fl.DurationVar(&f.backoffMax, "max-backoff", nodeagent.DefaultBackoffMax, "cap of the restart back-off of crashing containers and failing pulls")
+	fl.StringVar(&f.proxyMode, "proxy-mode", string(proxy.ModeAuto), "service load balancing: auto (eBPF when the kernel allows, else userspace), ebpf or userspace")
+	fl.StringVar(&f.pinDir, "bpf-pin-dir", "", "bpffs directory of the eBPF datapath's pinned maps and links (default /sys/fs/bpf/skiff/<node>)")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve the agent's Prometheus /metrics on this host:port (plain HTTP)")
 	fl.IntVar(&f.port, "port", server.DefaultPort, "port of the agent's endpoint on --node-ip (logs, exec and image import, for API servers only)")
 	fl.StringArrayVar(&f.images, "import-image", nil, "image tarball (OCI or docker save) to import into containerd at start (repeatable)")
 	fl.IntVar(&f.simulate, "simulate", 0, "run N simulated nodes with the fake runtime in this process")

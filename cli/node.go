@@ -9,12 +9,19 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
 
 	"github.com/skiffhq/skiff/api"
 	"github.com/skiffhq/skiff/client"
@@ -22,6 +29,7 @@ import (
 	"github.com/skiffhq/skiff/nodeagent/network"
 	"github.com/skiffhq/skiff/nodeagent/network/cni"
 	"github.com/skiffhq/skiff/nodeagent/network/routes"
+	"github.com/skiffhq/skiff/nodeagent/proxy"
 	"github.com/skiffhq/skiff/nodeagent/runtime/containerd"
 	"github.com/skiffhq/skiff/nodeagent/server"
 )
@@ -55,6 +63,13 @@ type nodeConfig struct {
 	// Port is the agent endpoint's (logs, exec, image import; default
 	// 10250), on NodeIP.
 	Port int
+	// ProxyMode is the service load balancing: auto, ebpf or userspace.
+	ProxyMode proxy.Mode
+	// PinDir is where the eBPF datapath pins its maps and links (default
+	// /sys/fs/bpf/skiff/<node>).
+	PinDir string
+	// MetricsAddr, if set, serves the agent's /metrics there (plain HTTP).
+	MetricsAddr string
 	// Images are tarballs imported into the node's containerd at start.
 	Images  []string
 	Version string
@@ -153,6 +168,44 @@ func runNode(ctx context.Context, cfg nodeConfig) error {
 	if port == 0 {
 		port = server.DefaultPort
 	}
+	// Service load balancing for the pods: eBPF programs on the cgroup
+	// that holds them (cgroup v2 side of this hybrid or unified host), or
+	// the userspace proxy in this network namespace.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cgroupV2 := filepath.Join(cgroupV2Root(), cfg.CgroupParent)
+	if err := os.MkdirAll(cgroupV2, 0o755); err != nil {
+		return fmt.Errorf("pods' cgroup %s: %w", cgroupV2, err)
+	}
+	pinDir := cfg.PinDir
+	if pinDir == "" {
+		pinDir = filepath.Join(bpffsRoot, "skiff", cfg.Name)
+	}
+	if cfg.ProxyMode != proxy.ModeUserspace && strings.HasPrefix(pinDir, bpffsRoot+"/") {
+		if err := ensureBPFFS(); err != nil {
+			log.Warn("no bpffs for the eBPF datapath's pins", "err", err)
+		}
+	}
+	netnsDir := filepath.Join(cfg.StateDir, "netns")
+	px, err := proxy.New(proxy.Config{
+		Mode: cfg.ProxyMode, NodeName: cfg.Name, PinDir: pinDir, CgroupPath: cgroupV2,
+		NetnsPaths: func() ([]string, error) { return listDir(netnsDir) },
+		Logger:     log.With("component", "proxy"), Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	defer px.Close()
+	if cfg.MetricsAddr != "" {
+		ml, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		ms := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() { _ = ms.Serve(ml) })
+		wg.Go(func() { <-ctx.Done(); _ = ms.Close() })
+		log.Info("serving metrics", "addr", ml.Addr().String())
+	}
 	ag, err := nodeagent.New(nodeagent.Config{
 		Client: c, NodeName: cfg.Name, Runtime: rt,
 		NewNetwork: func(cidr netip.Prefix) (network.Network, error) {
@@ -166,7 +219,7 @@ func runNode(ctx context.Context, cfg nodeConfig) error {
 		},
 		HeartbeatPeriod: cfg.Heartbeat, BackoffMax: cfg.BackoffMax,
 		Routes: rts, PodLogDir: filepath.Join(cfg.DataDir, "pods"),
-		DaemonPort: int32(port), Logger: log,
+		DaemonPort: int32(port), Proxy: px, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -242,6 +295,50 @@ func importImage(ctx context.Context, rt *containerd.Runtime, path string, log *
 	}
 	for _, img := range imgs {
 		log.Info("image imported", "image", img.Ref, "file", path)
+	}
+	return nil
+}
+
+// cgroupV2Root is where the cgroup v2 hierarchy is mounted: the
+// "unified" mount of a hybrid host, or /sys/fs/cgroup itself.
+func cgroupV2Root() string {
+	if _, err := os.Stat("/sys/fs/cgroup/unified/cgroup.procs"); err == nil {
+		return "/sys/fs/cgroup/unified"
+	}
+	return "/sys/fs/cgroup"
+}
+
+// listDir returns the paths of the entries of dir (none if it is absent).
+func listDir(dir string) ([]string, error) {
+	es, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(es))
+	for _, e := range es {
+		out = append(out, filepath.Join(dir, e.Name()))
+	}
+	return out, nil
+}
+
+const bpffsRoot = "/sys/fs/bpf"
+
+// ensureBPFFS mounts the BPF filesystem at /sys/fs/bpf when nothing is
+// mounted there yet (as Cilium's agent does): pinned maps and links live
+// there, so the datapath outlives the agent.
+func ensureBPFFS() error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(bpffsRoot, &st); err != nil {
+		return fmt.Errorf("statfs %s: %w", bpffsRoot, err)
+	}
+	if st.Type == unix.BPF_FS_MAGIC {
+		return nil
+	}
+	if err := unix.Mount("bpffs", bpffsRoot, "bpf", 0, ""); err != nil {
+		return fmt.Errorf("mount bpffs on %s: %w", bpffsRoot, err)
 	}
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/skiffhq/skiff/controlplane"
 	"github.com/skiffhq/skiff/controlplane/store"
 	"github.com/skiffhq/skiff/nodeagent"
+	"github.com/skiffhq/skiff/nodeagent/proxy"
 	"github.com/skiffhq/skiff/nodeagent/runtime/containerd"
 	"github.com/skiffhq/skiff/scheduler"
 )
@@ -257,6 +258,7 @@ nodes with skiff agent, or simulated ones with skiff agent --simulate N).
 	f.StringVar(&nf.containerd, "containerd", "", "socket of a running containerd for the node (default: start one under DATA_DIR/agent/containerd)")
 	f.StringArrayVar(&nf.images, "import-image", nil, "image tarball to import into the node's containerd at start (repeatable)")
 	f.StringVar(&nf.cgroupParent, "cgroup-parent", containerd.DefaultCgroupParent, "cgroup the node's pods are created under")
+	f.StringVar(&nf.proxyMode, "proxy-mode", string(proxy.ModeAuto), "the node's service load balancing: auto (eBPF when the kernel allows, else userspace), ebpf or userspace")
 	net := registerNetworkFlags(cmd)
 	logs.register(cmd)
 	wrapNetwork(cmd, &cfg, net)
@@ -271,6 +273,7 @@ type devNodeFlags struct {
 	images     []string
 	// cgroupParent is where pods' cgroups go (tests use one per run).
 	cgroupParent string
+	proxyMode    string
 }
 
 // runDevNode runs the dev cluster's own node: it joins with a fresh agent
@@ -283,6 +286,11 @@ func runDevNode(ctx context.Context, cfg controlplane.Config, nf devNodeFlags, v
 		CNIPluginDirs: []string{"/usr/lib/cni", "/opt/cni/bin"}, ServiceCIDR: cfg.Network.ServiceCIDR,
 		MaxPods: nodeagent.DefaultMaxPods, Images: nf.images, Version: version, Log: log.With("component", "agent"),
 	}
+	mode, err := proxy.ParseMode(nf.proxyMode)
+	if err != nil {
+		return fmt.Errorf("--proxy-mode: %w", err)
+	}
+	ncfg.ProxyMode = mode
 	admin, err := client.LoadConfig(filepath.Join(cfg.DataDir, "admin.conf"))
 	if err != nil {
 		return err
