@@ -2,16 +2,20 @@ package proxy_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/skiffhq/skiff/api"
 	"github.com/skiffhq/skiff/bpf"
 	"github.com/skiffhq/skiff/nodeagent/network/netnstest"
 	"github.com/skiffhq/skiff/nodeagent/proxy"
@@ -203,4 +207,64 @@ func modeInfo(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// TestEBPFKill9KeepsForwarding: the eBPF datapath forwards without its
+// agent. A proxier process is killed with SIGKILL during a long-lived
+// TCP connection and a stream of new connections; a new proxier (the
+// restarted agent) opens the same pins and syncs the same services.
+// Not one connection fails, and the long-lived one keeps its backend.
+func TestEBPFKill9KeepsForwarding(t *testing.T) {
+	netnstest.Require(t)
+	requireBPF(t)
+	env := proxytest.NewEnv(t, proxytest.Options{Cgroup: true})
+	for _, a := range proxytest.BackendAddrs {
+		env.StartBackend(t, a, 8080, 5353)
+	}
+	client := env.StartClient(t)
+	cfg := ebpfConfig(t, env)
+	t.Cleanup(func() {
+		if err := proxy.Cleanup(cfg); err != nil {
+			t.Error(err)
+		}
+	})
+	port := proxytest.Port("http", "TCP", 80, 8080)
+	svcs := []*api.Service{proxytest.Service("web", proxytest.WebVIP, port)}
+	eps := []*api.Endpoints{proxytest.Endpoints("web", proxytest.BackendAddrs, nil, port)}
+	vip := netip.AddrPortFrom(proxytest.WebVIP, 80)
+
+	first := proxytest.StartProxierProcess(t, cfg, svcs, eps)
+	long := client.OpenTCP(vip)
+	before := client.AskTCP(long)
+	if before.Err != "" {
+		t.Fatalf("long-lived connection: %s", before.Err)
+	}
+	stream := client.StartStream(vip)
+	time.Sleep(100 * time.Millisecond)
+	if err := first.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	first.Wait()
+	time.Sleep(300 * time.Millisecond) // no agent at all
+	if r := client.AskTCP(long); r.Err != "" || r.Backend != before.Backend {
+		t.Errorf("long-lived connection with no agent: backend %q err %q, want %s", r.Backend, r.Err, before.Backend)
+	}
+
+	p, err := proxy.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Sync(context.Background(), svcs, eps); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	n, failed := client.StopStream(stream)
+	if len(failed) > 0 || n < 10 {
+		t.Errorf("%d of %d new connections failed across the kill and restart (first: %+v)", len(failed), n, failed)
+	}
+	t.Logf("%d new connections across kill -9 and restart, %d failed", n, len(failed))
+	if r := client.AskTCP(long); r.Err != "" || r.Backend != before.Backend {
+		t.Errorf("long-lived connection after the restart: backend %q err %q, want %s", r.Backend, r.Err, before.Backend)
+	}
 }

@@ -29,13 +29,17 @@ const (
 	cgroupEnv = "SKIFF_PROXYTEST_CGROUP"
 )
 
-// Main runs the tests, or, in a client process that StartClient started
-// from this test binary, the client. Call it from TestMain:
+// Main runs the tests, or, in a process that StartClient or
+// StartProxierProcess started from this test binary, the client or the
+// proxier. Call it from TestMain:
 //
 //	func TestMain(m *testing.M) { proxytest.Main(m) }
 func Main(m *testing.M) {
-	if os.Getenv(roleEnv) == "client" {
+	switch os.Getenv(roleEnv) {
+	case "client":
 		os.Exit(clientMain(os.Stdin, os.Stdout))
+	case "proxier":
+		os.Exit(proxierMain(os.Stdin, os.Stdout))
 	}
 	os.Exit(m.Run())
 }
@@ -64,7 +68,9 @@ type request struct {
 
 type response struct {
 	Results []Result `json:"results,omitempty"`
-	Err     string   `json:"err,omitempty"`
+	// Count is how many requests a stream made.
+	Count int    `json:"count,omitempty"`
+	Err   string `json:"err,omitempty"`
 }
 
 // Client is a client process in the test namespace (and cgroup).
@@ -122,19 +128,24 @@ func (e *Env) StartClient(t testing.TB) *Client {
 }
 
 func (c *Client) do(req request) ([]Result, error) {
+	resp, err := c.roundTrip(req)
+	return resp.Results, err
+}
+
+func (c *Client) roundTrip(req request) (response, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.enc.Encode(req); err != nil {
-		return nil, fmt.Errorf("client %s: send: %w", req.Op, err)
+		return response{}, fmt.Errorf("client %s: send: %w", req.Op, err)
 	}
 	var resp response
 	if err := c.dec.Decode(&resp); err != nil {
-		return nil, fmt.Errorf("client %s: receive: %w", req.Op, err)
+		return response{}, fmt.Errorf("client %s: receive: %w", req.Op, err)
 	}
 	if resp.Err != "" {
-		return nil, fmt.Errorf("client %s: %s", req.Op, resp.Err)
+		return response{}, fmt.Errorf("client %s: %s", req.Op, resp.Err)
 	}
-	return resp.Results, nil
+	return resp, nil
 }
 
 func (c *Client) must(req request) []Result {
@@ -178,6 +189,42 @@ func (c *Client) AskUDP(id int, timeout time.Duration) Result {
 	return c.must(request{Op: "udp-ask", ID: id, Timeout: timeout})[0]
 }
 
+// OpenTCP opens a long-lived TCP connection to addr and returns its id
+// for AskTCP.
+func (c *Client) OpenTCP(addr netip.AddrPort) int {
+	c.t.Helper()
+	c.ids++
+	c.must(request{Op: "tcp-open", Addr: addr.String(), ID: c.ids})
+	return c.ids
+}
+
+// AskTCP sends a line on the long-lived connection id and reads the
+// answer (no reconnect: a failure is the connection's).
+func (c *Client) AskTCP(id int) Result {
+	c.t.Helper()
+	return c.must(request{Op: "tcp-ask", ID: id})[0]
+}
+
+// StartStream starts making short TCP connections to addr, one after
+// another, in the background until StopStream.
+func (c *Client) StartStream(addr netip.AddrPort) int {
+	c.t.Helper()
+	c.ids++
+	c.must(request{Op: "stream-start", Addr: addr.String(), ID: c.ids})
+	return c.ids
+}
+
+// StopStream stops stream id and returns how many connections it made
+// and the failed ones.
+func (c *Client) StopStream(id int) (int, []Result) {
+	c.t.Helper()
+	resp, err := c.roundTrip(request{Op: "stream-stop", ID: id})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return resp.Count, resp.Results
+}
+
 // clientMain serves requests from r until it closes. It refuses to run in
 // the machine's own network namespace or outside the test's cgroup.
 func clientMain(r io.Reader, w io.Writer) int {
@@ -185,7 +232,7 @@ func clientMain(r io.Reader, w io.Writer) int {
 		fmt.Fprintln(os.Stderr, "proxytest client:", err)
 		return 2
 	}
-	cl := &clientState{udp: map[int]*udpSock{}}
+	cl := &clientState{udp: map[int]*udpSock{}, tcp: map[int]*tcpConn{}, streams: map[int]*stream{}}
 	dec := json.NewDecoder(bufio.NewReader(r))
 	enc := json.NewEncoder(w)
 	for {
@@ -193,8 +240,13 @@ func clientMain(r io.Reader, w io.Writer) int {
 		if err := dec.Decode(&req); err != nil {
 			return 0
 		}
-		rs, err := cl.serve(req)
-		resp := response{Results: rs}
+		var resp response
+		var err error
+		if req.Op == "stream-stop" {
+			resp, err = cl.stopStream(req.ID)
+		} else {
+			resp.Results, err = cl.serve(req)
+		}
 		if err != nil {
 			resp.Err = err.Error()
 		}
@@ -249,7 +301,33 @@ func checkPlacement() error {
 }
 
 type clientState struct {
-	udp map[int]*udpSock
+	udp     map[int]*udpSock
+	tcp     map[int]*tcpConn
+	streams map[int]*stream
+}
+
+type tcpConn struct {
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+// stream makes short connections until stopped.
+type stream struct {
+	stop   chan struct{}
+	done   chan struct{}
+	count  int
+	failed []Result
+}
+
+func (cl *clientState) stopStream(id int) (response, error) {
+	s := cl.streams[id]
+	if s == nil {
+		return response{}, fmt.Errorf("no stream %d", id)
+	}
+	delete(cl.streams, id)
+	close(s.stop)
+	<-s.done
+	return response{Count: s.count, Results: s.failed}, nil
 }
 
 type udpSock struct {
@@ -287,6 +365,51 @@ func (cl *clientState) serve(req request) ([]Result, error) {
 			return nil, err
 		}
 		cl.udp[req.ID] = s
+		return nil, nil
+	case "tcp-open":
+		c, err := net.DialTimeout("tcp4", req.Addr, ioTimeout)
+		if err != nil {
+			return nil, err
+		}
+		cl.tcp[req.ID] = &tcpConn{conn: c, r: bufio.NewReader(c)}
+		return nil, nil
+	case "tcp-ask":
+		tc := cl.tcp[req.ID]
+		if tc == nil {
+			return nil, fmt.Errorf("no connection %d", req.ID)
+		}
+		start := time.Now()
+		tc.conn.SetDeadline(time.Now().Add(ioTimeout))
+		if _, err := tc.conn.Write([]byte("?\n")); err != nil {
+			return []Result{fail(Result{}, start, err)}, nil
+		}
+		line, err := tc.r.ReadString('\n')
+		if err != nil {
+			return []Result{fail(Result{}, start, err)}, nil
+		}
+		return []Result{{Backend: strings.TrimSpace(line), Peer: peerName(tc.conn.(syscall.Conn)), Elapsed: time.Since(start)}}, nil
+	case "stream-start":
+		addr, err := netip.ParseAddrPort(req.Addr)
+		if err != nil {
+			return nil, err
+		}
+		s := &stream{stop: make(chan struct{}), done: make(chan struct{})}
+		cl.streams[req.ID] = s
+		go func() {
+			defer close(s.done)
+			for {
+				select {
+				case <-s.stop:
+					return
+				default:
+				}
+				r := askTCP(addr)
+				s.count++
+				if r.Err != "" {
+					s.failed = append(s.failed, r)
+				}
+			}
+		}()
 		return nil, nil
 	case "udp-ask":
 		s := cl.udp[req.ID]
