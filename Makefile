@@ -72,8 +72,9 @@ bench: ## Run the benchmark programs (bench/run.sh)
 	@if [ -x bench/run.sh ]; then ./bench/run.sh; else echo "no benchmarks yet (bench/run.sh missing)"; fi
 
 .PHONY: generate
-generate: ## Regenerate eBPF objects (bpf2go; needs clang)
-	@if ls bpf/*.c bpf/*/*.c >/dev/null 2>&1; then $(GO) generate ./bpf/...; else echo "nothing to generate yet (no bpf sources)"; fi
+generate: ## Regenerate the eBPF objects in bpf/ (bpf2go with clang-14; commit the result)
+	@command -v clang-14 >/dev/null 2>&1 || ./test/deps.sh
+	$(GO) generate ./bpf/...
 
 .PHONY: fuzz
 fuzz: ## Longer fuzz runs (FUZZTIME=60s each)

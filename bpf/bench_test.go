@@ -105,3 +105,18 @@ func BenchmarkConnect(b *testing.B) {
 	b.ReportMetric(float64(udpDirect)/float64(udpVIP), "udp-direct/vip")
 	b.ReportMetric(0, "ns/op")
 }
+
+// Reading the counters of every service (a metrics scrape).
+//
+//	go test -run '^$' -bench 'Counters' -benchtime 20x ./bpf
+func BenchmarkCounters(b *testing.B) {
+	e := newEnv(b)
+	bes := []Backend{{netip.MustParseAddr("10.0.0.1"), 8080}}
+	e.sync(manyServices(20000, bes)...)
+	for b.Loop() {
+		c, err := e.dp.Counters()
+		if err != nil || len(c) != 20000 {
+			b.Fatalf("Counters: %d, %v", len(c), err)
+		}
+	}
+}

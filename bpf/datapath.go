@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 	"sync"
 	"sync/atomic"
 
@@ -268,3 +270,30 @@ func Cleanup(cfg Config) error {
 }
 
 var _ io.Closer = (*Datapath)(nil)
+
+// ProgramStats is what the kernel counted for one program. The kernel
+// counts only while BPF statistics are on (sysctl kernel.bpf_stats_enabled
+// or ebpf.EnableStats); otherwise both are zero.
+type ProgramStats struct {
+	Runs    uint64
+	RunTime time.Duration
+}
+
+// ProgramStats returns the statistics of the four programs, by hook name
+// (connect4, sendmsg4, recvmsg4, getpeername4).
+func (d *Datapath) ProgramStats() (map[string]ProgramStats, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, errClosed
+	}
+	out := make(map[string]ProgramStats, len(attachments))
+	for _, a := range attachments {
+		st, err := a.prog(&d.objs).Stats()
+		if err != nil {
+			return nil, fmt.Errorf("bpf: program stats: %w", err)
+		}
+		out[strings.TrimPrefix(a.name, "link_")] = ProgramStats{Runs: st.RunCount, RunTime: st.Runtime}
+	}
+	return out, nil
+}

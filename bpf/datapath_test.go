@@ -53,6 +53,17 @@ func TestTCPSpreadAndPeer(t *testing.T) {
 	if len(seen) != 3 {
 		t.Errorf("30 connections reached %d backends, want 3: %v", len(seen), seen)
 	}
+	// Run counts need kernel.bpf_stats_enabled, a host-wide switch the
+	// tests leave alone: only check that all four programs report.
+	stats, err := e.dp.ProgramStats()
+	if err != nil {
+		t.Fatalf("ProgramStats: %v", err)
+	}
+	for _, hook := range []string{"connect4", "sendmsg4", "recvmsg4", "getpeername4"} {
+		if _, ok := stats[hook]; !ok {
+			t.Errorf("ProgramStats has no %s: %v", hook, stats)
+		}
+	}
 }
 
 // checkAll fails the test for each failed attempt or peer other than peer.
