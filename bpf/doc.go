@@ -1,10 +1,15 @@
-// Package bpf holds skiff's eBPF programs (C sources next to the Go that
-// loads them, compiled with bpf2go, generated objects committed so that
-// `go build` needs no clang) and the loader that owns pinning under bpffs,
-// map reconciliation for services and backends, and per-service counters.
+// Package bpf is skiff's eBPF service datapath: socket-level load
+// balancing for ClusterIP services on a cgroup v2 directory. The C programs
+// (lb.c: cgroup connect4, sendmsg4, recvmsg4, getpeername4; stale.c: socket
+// iterators with bpf_sock_destroy) sit next to the Go loader; bpf2go output
+// is committed so that `go build` needs no clang (`make generate`
+// rebuilds it with clang-14).
 //
-// bpf imports nothing of skiff but api; only nodeagent imports it.
-// Regenerate the objects with `make generate`.
+// The loader owns the pins under a bpffs directory (maps and links survive
+// the agent: forwarding goes on while it is down), reconciles the desired
+// services into the maps so that no lookup sees a half-written service,
+// destroys flows to departed backends, and reads the per-service counters.
+// See README.md for the data flow.
 //
-// Status: not implemented yet.
+// bpf imports nothing of skiff; only nodeagent (its proxy) imports it.
 package bpf
