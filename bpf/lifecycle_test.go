@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -249,4 +250,107 @@ func TestOpenMovesToAnotherCgroup(t *testing.T) {
 			t.Errorf("%s: %d connect4 programs, want %d", path, len(res.Programs), want)
 		}
 	}
+}
+
+// Loaders come and go (Close, Open: the links' programs replaced in place)
+// while the client connects without pause: no connection fails.
+func TestTakeoverUnderTraffic(t *testing.T) {
+	e := newEnv(t)
+	bes := e.backends(8080, backendAddrs...)
+	svc := Service{VIP: netip.MustParseAddr("10.96.0.10"), Port: 80, Protocol: TCP, Backends: bes}
+	e.sync(svc)
+	c := e.client()
+
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		takeovers := 0
+		defer func() { done <- takeovers }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := e.dp.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+				return
+			}
+			dp, err := Open(e.cfg)
+			if err != nil {
+				t.Errorf("Open: %v", err)
+				return
+			}
+			e.dp = dp
+			takeovers++
+		}
+	}()
+	resp := c.do(request{Op: "tcp", Addr: "10.96.0.10:80", N: 400})
+	close(stop)
+	n := <-done
+	t.Cleanup(func() { e.dp.Close() })
+	seen := checkAll(t, "connection", resp, "10.96.0.10:80")
+	t.Logf("%d takeovers during 400 connections: %v", n, seen)
+	if n < 2 {
+		t.Errorf("only %d takeovers happened during the connections", n)
+	}
+}
+
+// A loader that died mid-write leaves slots and members without an owner,
+// or a service whose active slots are incomplete: Open removes the first
+// and the next Sync rewrites the second.
+func TestRestoreRepairsLeftovers(t *testing.T) {
+	e := newEnv(t)
+	bes := e.backends(8080, backendAddrs...)
+	svc := Service{VIP: netip.MustParseAddr("10.96.0.10"), Port: 80, Protocol: TCP, Backends: bes, AffinityTimeout: time.Minute}
+	e.sync(svc)
+	p := e.dp.lookup(svc.Key())
+	m := e.dp.objs
+	// An orphan slot and member (id 999 has no service), a member of a
+	// backend the service does not have, and a missing active slot.
+	orphanSlot := lbBackendKey{Id: 999, Index: 0, Gen: 0}
+	orphanMember := lbMemberKey{Id: 999, Addr: addrKey(bes[0].Addr), Port: portKey(8080)}
+	strayMember := lbMemberKey{Id: p.id, Addr: addrKey(netip.MustParseAddr("10.0.0.99")), Port: portKey(8080)}
+	for _, err := range []error{
+		m.SkiffBackends.Put(orphanSlot, backendValueOf(bes[0])),
+		m.SkiffMembers.Put(orphanMember, uint8(1)),
+		m.SkiffMembers.Put(strayMember, uint8(1)),
+		m.SkiffBackends.Delete(lbBackendKey{Id: p.id, Index: 1, Gen: p.gen}),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.dp.Close()
+	e.open()
+	for name, err := range map[string]error{
+		"orphan slot":   lookupErr(e.dp.objs.SkiffBackends, orphanSlot),
+		"orphan member": lookupErr(e.dp.objs.SkiffMembers, orphanMember),
+		"stray member":  lookupErr(e.dp.objs.SkiffMembers, strayMember),
+	} {
+		if !errors.Is(err, ebpf.ErrKeyNotExist) {
+			t.Errorf("%s after Open: %v, want removed", name, err)
+		}
+	}
+	if st := e.sync(svc); st.Updated != 1 {
+		t.Errorf("Sync after an incomplete write: %+v, want the service rewritten", st)
+	}
+	if got := mapState(t, e.dp)[svc.Key()]; !slices.Equal(got, bes) {
+		t.Errorf("maps hold %v, want %v", got, bes)
+	}
+	c := e.client()
+	seen := checkAll(t, "connection", c.do(request{Op: "tcp", Addr: "10.96.0.10:80", N: 5}), "10.96.0.10:80")
+	if len(seen) != 1 {
+		t.Errorf("affinity after repair: %v", seen)
+	}
+}
+
+// lookupErr is ErrKeyNotExist when m has no key (LookupBytes says so with
+// a nil value).
+func lookupErr(m *ebpf.Map, key any) error {
+	b, err := m.LookupBytes(key)
+	if err == nil && b == nil {
+		return ebpf.ErrKeyNotExist
+	}
+	return err
 }
