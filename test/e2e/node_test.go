@@ -164,6 +164,14 @@ func TestNodeRunsWeb(t *testing.T) {
 		}
 	}
 
+	// The Service's ClusterIP spreads over the three pods, over TCP and
+	// UDP, from inside a pod (eBPF mode: the kernel allows it here).
+	dev.waitOutput(`msg="service proxy mode"`, 0, 10*time.Second)
+	if !strings.Contains(dev.output(), "mode=ebpf") {
+		t.Errorf("the dev node did not pick the eBPF datapath:\n%s", grepLines(dev.output(), "proxy"))
+	}
+	checkClusterIP(t, e, pods)
+
 	// Logs and exec reach the pod through the API server and the agent.
 	if out := e.mustSkiff("logs", pods[1].Name); !strings.Contains(out, `echo serving as "`+pods[1].Name+`"`) {
 		t.Errorf("skiff logs %s:\n%s", pods[1].Name, out)
@@ -255,6 +263,49 @@ func TestNodeRunsWeb(t *testing.T) {
 	}
 }
 
+// checkClusterIP asserts that the web Service's ClusterIP answers from
+// each of pods, over TCP (port 80) and UDP (9090), from inside a pod.
+func checkClusterIP(t *testing.T, e *env, pods []podView) {
+	t.Helper()
+	var svc struct {
+		Spec struct {
+			ClusterIP string `json:"clusterIP"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal([]byte(e.mustSkiff("get", "svc", "web", "-o", "json")), &svc); err != nil {
+		t.Fatal(err)
+	}
+	vip := svc.Spec.ClusterIP
+	for _, probe := range [][]string{
+		{"echo", "fetch", "http://" + vip + "/", "-n", "30"},
+		{"echo", "udp", vip + ":9090", "-n", "30"},
+	} {
+		var out string
+		// The endpoints reach the datapath within moments of readiness.
+		waitFor(t, 10*time.Second, "the ClusterIP answering from every pod: "+strings.Join(probe, " "), func() bool {
+			r := e.skiff(append([]string{"exec", "deploy/web", "--"}, probe...)...)
+			out = r.stdout
+			for _, p := range pods {
+				if !strings.Contains(out, p.Name+"\t") {
+					return false
+				}
+			}
+			return r.err == nil
+		})
+	}
+}
+
+// grepLines returns the lines of out that contain s.
+func grepLines(out, s string) string {
+	var keep []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, s) {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
 // tourCommands are the skiff commands skiff dev printed when ready (the
 // lines "  [path/]skiff ..." after "In another terminal:"), without the
 // binary.
@@ -325,6 +376,9 @@ func cleanupNode(cgroupParent, node, data string) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+	// The eBPF datapath's pins (maps, and the links that keep its
+	// programs on the pods' cgroup): removing them detaches the programs.
+	_ = os.RemoveAll(filepath.Join("/sys/fs/bpf/skiff", node))
 	state := filepath.Join("/run/skiff", node)
 	if ns, err := os.ReadDir(filepath.Join(state, "netns")); err == nil {
 		for _, n := range ns {
@@ -355,18 +409,19 @@ func removeCgroupTree(dir string) {
 
 // startDevNode starts a dev cluster with its own node in the test's
 // namespace, with the echo image imported.
-func startDevNode(t *testing.T, e *env) (data string, echoBin string) {
+func startDevNode(t *testing.T, e *env, extra ...string) *daemon {
 	t.Helper()
-	image, echoBin := echoTools(t)
-	data = filepath.Join(t.TempDir(), "dev")
+	image, _ := echoTools(t)
+	data := filepath.Join(t.TempDir(), "dev")
 	node := fmt.Sprintf("e2e-%d", os.Getpid())
 	cgroupParent := "/" + netnsPrefix + strconv.Itoa(os.Getpid())
 	e.setenv("SKIFF_CONFIG", filepath.Join(data, "admin.conf"))
-	dev := e.start("skiff dev", "dev", "--data-dir", data, "--api-addr", "127.0.0.1:0", "--node-name", node,
-		"--cgroup-parent", cgroupParent, "--import-image", image)
+	args := append([]string{"dev", "--data-dir", data, "--api-addr", "127.0.0.1:0", "--node-name", node,
+		"--cgroup-parent", cgroupParent, "--import-image", image}, extra...)
+	dev := e.start("skiff dev", args...)
 	t.Cleanup(func() { cleanupNode(cgroupParent, node, data) })
 	dev.waitOutput("skiff dev is ready", 0, 90*time.Second)
-	return data, echoBin
+	return dev
 }
 
 // waitingReason is a pod's first container's waiting reason and message,
@@ -471,5 +526,21 @@ func TestNodeBadInput(t *testing.T) {
 		t.Errorf("image list changed by a failed import:\n%s\nthen\n%s", before, after)
 	}
 	e.mustSkiff("delete", "-f", path, "--grace-period", "1")
+	waitFor(t, 60*time.Second, "the pods gone", func() bool { return len(e.pods(t)) == 0 })
+}
+
+// TestNodeUserspaceProxy: with --proxy-mode=userspace the same ClusterIP
+// spreads over the same pods.
+func TestNodeUserspaceProxy(t *testing.T) {
+	requireNode(t)
+	e := newEnv(t)
+	dev := startDevNode(t, e, "--proxy-mode", "userspace")
+	if !strings.Contains(grepLines(dev.output(), "service proxy mode"), "mode=userspace") {
+		t.Errorf("the node did not run the userspace proxy:\n%s", grepLines(dev.output(), "proxy"))
+	}
+	e.mustSkiff("apply", "-f", "examples/web.yaml")
+	e.mustSkiff("rollout", "status", "deploy/web", "--timeout", "90s")
+	checkClusterIP(t, e, e.pods(t))
+	e.mustSkiff("delete", "-f", "examples/web.yaml")
 	waitFor(t, 60*time.Second, "the pods gone", func() bool { return len(e.pods(t)) == 0 })
 }
