@@ -56,6 +56,7 @@ type agentFlags struct {
 	images                                                 []string
 	port                                                   int
 	proxyMode, pinDir, metricsAddr                         string
+	cleanup                                                bool
 }
 
 // name is --node-name, or the host name in lower case.
@@ -121,6 +122,16 @@ Get a token with: skiff token create --usage agent --ttl 24h`,
 			if err != nil {
 				return err
 			}
+			if f.cleanup {
+				if os.Geteuid() != 0 {
+					return errors.New("--cleanup removes BPF programs and routes: run it as root")
+				}
+				name, err := f.name()
+				if err != nil {
+					return err
+				}
+				return cleanupNode(name, f.pinDir, f.cgroupParent, log)
+			}
 			if o.server == "" {
 				return errors.New("--server is required: the API address(es) of the control plane, e.g. https://127.0.0.1:6443")
 			}
@@ -175,6 +186,7 @@ Get a token with: skiff token create --usage agent --ttl 24h`,
 			if err != nil {
 				return err
 			}
+
 			mode, err := proxy.ParseMode(f.proxyMode)
 			if err != nil {
 				return fmt.Errorf("--proxy-mode: %w", err)
@@ -207,6 +219,7 @@ Get a token with: skiff token create --usage agent --ttl 24h`,
 	fl.StringVar(&f.cniBinDir, "cni-bin-dir", "/usr/lib/cni,/opt/cni/bin", "directories of the CNI plugins (bridge, host-local, loopback), comma-separated")
 	fl.StringVar(&f.serviceCIDR, "service-cidr", store.DefaultNetwork.ServiceCIDR.String(), "the cluster's service CIDR: an unreachable route keeps untranslated service packets on the node")
 	fl.DurationVar(&f.backoffMax, "max-backoff", nodeagent.DefaultBackoffMax, "cap of the restart back-off of crashing containers and failing pulls")
+	fl.BoolVar(&f.cleanup, "cleanup", false, "remove the node's service load balancing (eBPF programs, links and pins; userspace VIPs) and exit; the pods keep running")
 	fl.StringVar(&f.proxyMode, "proxy-mode", string(proxy.ModeAuto), "service load balancing: auto (eBPF when the kernel allows, else userspace), ebpf or userspace")
 	fl.StringVar(&f.pinDir, "bpf-pin-dir", "", "bpffs directory of the eBPF datapath's pinned maps and links (default /sys/fs/bpf/skiff/<node>)")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve the agent's Prometheus /metrics on this host:port (plain HTTP)")

@@ -342,3 +342,17 @@ func ensureBPFFS() error {
 	}
 	return nil
 }
+
+// cleanupNode removes a node's service load balancing: the eBPF programs'
+// links and pins, and the userspace proxy's VIPs (skiff agent --cleanup).
+func cleanupNode(name, pinDir, cgroupParent string, log *slog.Logger) error {
+	if pinDir == "" {
+		pinDir = filepath.Join(bpffsRoot, "skiff", name)
+	}
+	cfg := proxy.Config{NodeName: name, PinDir: pinDir, CgroupPath: filepath.Join(cgroupV2Root(), cgroupParent)}
+	if err := proxy.Cleanup(cfg); err != nil {
+		return err
+	}
+	log.Info("removed the node's service load balancing", "node", name, "pins", pinDir)
+	return nil
+}
