@@ -82,7 +82,7 @@ func run(ctx context.Context, r *cluster.Reaper, o options, sb sandbox) error {
 	fmt.Printf("# podstart: %d starts per variant, sequential and interleaved, warm image; then %d pods on one node\n", o.starts, o.fleet)
 	fmt.Printf("# machine: %d CPUs, %s, load %s (shared: other engineers' builds and tests run alongside)\n",
 		runtime.NumCPU(), kernel(), loadavg())
-	fmt.Printf("# %s; skiff tree %s\n", versions(o.bin), gitDescribe())
+	fmt.Printf("# %s; this checkout %s\n", versions(o.bin), gitDescribe())
 	n, err := startNode(ctx, r, o, sb)
 	if err != nil {
 		return err

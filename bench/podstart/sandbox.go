@@ -57,6 +57,9 @@ func (s sandbox) nodeName() string { return s.netns }
 // whatever the daemon's own directories.
 func (s sandbox) containerdNamespace() string { return s.netns }
 
+// pinDir is where the agent's eBPF datapath pins its maps and links.
+func (s sandbox) pinDir() string { return filepath.Join("/sys/fs/bpf/skiff", s.nodeName()) }
+
 // baselineNamespace holds containerd-alone's image and containers.
 func (s sandbox) baselineNamespace() string { return s.netns + "-baseline" }
 
@@ -162,10 +165,10 @@ func runOuter(o options) int {
 }
 
 // cleanup removes everything the run may have left: processes in the pods'
-// cgroups and the run's shims (they outlive the agent by design), the
-// sandboxes' network namespace mounts, the cgroups, runc's state for the
-// run's containerd namespaces, the network namespace and (unless keep)
-// the data directory.
+// cgroups and the run's shims (they outlive the agent by design), the eBPF
+// datapath's pins, the sandboxes' network namespace mounts, the cgroups,
+// runc's state for the run's containerd namespaces, the network namespace
+// and (unless keep) the data directory.
 func (s sandbox) cleanup(keep bool) {
 	for range 3 {
 		pids := cgroupProcs(s.cgroupParent())
@@ -183,6 +186,9 @@ func (s sandbox) cleanup(keep bool) {
 			_ = syscall.Kill(p.pid, syscall.SIGKILL)
 		}
 	}
+	// The eBPF datapath's pins (maps, and the links that keep its programs
+	// on the pods' cgroup): removing them detaches the programs.
+	_ = os.RemoveAll(s.pinDir())
 	state := filepath.Join("/run/skiff", s.nodeName())
 	if ns, err := os.ReadDir(filepath.Join(state, "netns")); err == nil {
 		for _, n := range ns {
@@ -214,8 +220,9 @@ func (s sandbox) cleanup(keep bool) {
 }
 
 // removeStale cleans up after earlier runs that crashed: every
-// skiff-bench-<pid> namespace, skiff-bench-podstart-<pid> directory and
-// /skiff-bench-<pid> cgroup whose PID no longer runs.
+// skiff-bench-<pid> namespace, skiff-bench-podstart-<pid> directory,
+// /skiff-bench-<pid> cgroup, /run/skiff/skiff-bench-<pid> state and
+// /sys/fs/bpf/skiff/skiff-bench-<pid> pins whose PID no longer runs.
 func removeStale() {
 	var pids []int
 	add := func(name, prefix string) {
@@ -233,8 +240,8 @@ func removeStale() {
 			add(e.Name(), dirPrefix)
 		}
 	}
-	for _, root := range cgroupRoots() {
-		if entries, err := os.ReadDir(root); err == nil {
+	for _, dir := range append(cgroupRoots(), "/run/skiff", "/sys/fs/bpf/skiff") {
+		if entries, err := os.ReadDir(dir); err == nil {
 			for _, e := range entries {
 				add(e.Name(), netnsPrefix)
 			}

@@ -234,6 +234,10 @@ func (r *startResults) print(o options) {
 				ms(s.total), ms(s.created), ms(s.bound), ms(s.running), ms(s.ready), s.busy))
 		}
 		fmt.Printf("# slowest %s: %s\n", v, strings.Join(line, "; "))
+		td := r.pick(v, func(s startSample) time.Duration { return s.teardown })
+		if td.max > 10*time.Second {
+			fmt.Printf("#   %s: a teardown took %.1fs: the container outlived SIGTERM until the grace period's SIGKILL (30 s by default)\n", v, td.max.Seconds())
+		}
 	}
 	var busy []float64
 	for _, v := range r.variants {
