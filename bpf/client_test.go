@@ -22,7 +22,7 @@ func testLogger(t testing.TB) *slog.Logger {
 
 // request is one thing for the client to do.
 type request struct {
-	Op   string // tcp, udp, udpconn, hold, ping, udphold, udpping, connbench
+	Op   string // tcp, udp, udpconn (and tcp6, udp6, udp6conn: IPv4-mapped on AF_INET6), hold, ping, udphold, udp6hold, udpping, connbench
 	Addr string // VIP:port or backend:port
 	N    int    // repetitions
 	Name string // of a held connection
@@ -136,12 +136,18 @@ func (c *clientState) serve(req request) response {
 			}
 			resp.add(string(buf[:n]), from.String(), nil)
 		}
-	case "hold", "udphold":
+	case "hold", "udphold", "udp6hold":
 		network := "tcp4"
-		if req.Op == "udphold" {
+		if req.Op != "hold" {
 			network = "udp4"
 		}
-		conn, err := net.DialTimeout(network, req.Addr, 2*time.Second)
+		var conn net.Conn
+		var err error
+		if req.Op == "udp6hold" {
+			conn, err = dialMapped(unix.SOCK_DGRAM, req.Addr)
+		} else {
+			conn, err = net.DialTimeout(network, req.Addr, 2*time.Second)
+		}
 		if err != nil {
 			resp.add("", "", err)
 			break
@@ -170,6 +176,25 @@ func (c *clientState) serve(req request) response {
 			}
 		}
 		resp.add(b, p, err)
+	case "tcp6", "udp6conn":
+		// Dual-stack sockets (AF_INET6) to the VIP's IPv4-mapped address.
+		typ := unix.SOCK_STREAM
+		if req.Op == "udp6conn" {
+			typ = unix.SOCK_DGRAM
+		}
+		for range max(req.N, 1) {
+			conn, err := dialMapped(typ, req.Addr)
+			if err != nil {
+				resp.add("", "", err)
+				continue
+			}
+			resp.add(exchange(conn, typ == unix.SOCK_STREAM))
+			conn.Close()
+		}
+	case "udp6":
+		for range max(req.N, 1) {
+			resp.add(sendMapped(req.Addr))
+		}
 	case "connbench":
 		return connBench(req)
 	default:
@@ -223,6 +248,68 @@ func exchange(conn net.Conn, greeting bool) (string, string, error) {
 	return strings.TrimSpace(line), peer, err
 }
 
+func mapped(addr string) (*unix.SockaddrInet6, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	return &unix.SockaddrInet6{Addr: netip.AddrFrom16(ap.Addr().As16()).As16(), Port: int(ap.Port())}, nil
+}
+
+// dialMapped connects an AF_INET6 socket of type typ to ::ffff:addr.
+func dialMapped(typ int, addr string) (net.Conn, error) {
+	sa, err := mapped(addr)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := unix.Socket(unix.AF_INET6, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Connect(fd, sa); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "mapped")
+	defer f.Close()
+	return net.FileConn(f)
+}
+
+// sendMapped sends a datagram from an unconnected AF_INET6 socket to
+// ::ffff:addr and reports the answer's source.
+func sendMapped(addr string) (string, string, error) {
+	sa, err := mapped(addr)
+	if err != nil {
+		return "", "", err
+	}
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "", "", err
+	}
+	defer unix.Close(fd)
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 2})
+	if err := unix.Sendto(fd, []byte("hi"), 0, sa); err != nil {
+		return "", "", err
+	}
+	buf := make([]byte, 256)
+	n, from, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return "", "", err
+	}
+	return string(buf[:n]), sockaddrString(from), nil
+}
+
+func sockaddrString(sa unix.Sockaddr) string {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port)).String()
+	case *unix.SockaddrInet6:
+		// An IPv4-mapped peer is shown as IPv4: the tests compare with the VIP.
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port)).String()
+	}
+	return fmt.Sprintf("%T", sa)
+}
+
 // getpeername asks the kernel (Go's RemoteAddr is what it was told at dial).
 func getpeername(conn net.Conn) (string, error) {
 	sc, ok := conn.(syscall.Conn)
@@ -243,11 +330,7 @@ func getpeername(conn net.Conn) (string, error) {
 	if serr != nil {
 		return "", serr
 	}
-	in4, ok := sa.(*unix.SockaddrInet4)
-	if !ok {
-		return "", fmt.Errorf("peer %T", sa)
-	}
-	return netip.AddrPortFrom(netip.AddrFrom4(in4.Addr), uint16(in4.Port)).String(), nil
+	return sockaddrString(sa), nil
 }
 
 // connBench times N connect() calls to Addr with raw sockets, for TCP

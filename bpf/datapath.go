@@ -81,6 +81,11 @@ var attachments = []attachment{
 	{"link_sendmsg4", ebpf.AttachCGroupUDP4Sendmsg, func(o *lbObjects) *ebpf.Program { return o.SkiffSendmsg4 }},
 	{"link_recvmsg4", ebpf.AttachCGroupUDP4Recvmsg, func(o *lbObjects) *ebpf.Program { return o.SkiffRecvmsg4 }},
 	{"link_getpeername4", ebpf.AttachCgroupInet4GetPeername, func(o *lbObjects) *ebpf.Program { return o.SkiffGetpeername4 }},
+	// IPv4-mapped addresses of dual-stack sockets.
+	{"link_connect6", ebpf.AttachCGroupInet6Connect, func(o *lbObjects) *ebpf.Program { return o.SkiffConnect6 }},
+	{"link_sendmsg6", ebpf.AttachCGroupUDP6Sendmsg, func(o *lbObjects) *ebpf.Program { return o.SkiffSendmsg6 }},
+	{"link_recvmsg6", ebpf.AttachCGroupUDP6Recvmsg, func(o *lbObjects) *ebpf.Program { return o.SkiffRecvmsg6 }},
+	{"link_getpeername6", ebpf.AttachCgroupInet6GetPeername, func(o *lbObjects) *ebpf.Program { return o.SkiffGetpeername6 }},
 }
 
 // Open loads the programs and maps, or re-opens the pinned ones of an
@@ -279,8 +284,9 @@ type ProgramStats struct {
 	RunTime time.Duration
 }
 
-// ProgramStats returns the statistics of the four programs, by hook name
-// (connect4, sendmsg4, recvmsg4, getpeername4).
+// ProgramStats returns the statistics of the programs, by hook name
+// (connect4, sendmsg4, recvmsg4, getpeername4, and the same with 6 for
+// IPv4-mapped addresses on dual-stack sockets).
 func (d *Datapath) ProgramStats() (map[string]ProgramStats, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -53,13 +53,17 @@ func TestTCPSpreadAndPeer(t *testing.T) {
 	if len(seen) != 3 {
 		t.Errorf("30 connections reached %d backends, want 3: %v", len(seen), seen)
 	}
+	seen = checkAll(t, "dual-stack connection", c.do(request{Op: "tcp6", Addr: "10.96.0.10:80", N: 30}), "10.96.0.10:80")
+	if len(seen) != 3 {
+		t.Errorf("30 dual-stack connections reached %v, want 3 backends", seen)
+	}
 	// Run counts need kernel.bpf_stats_enabled, a host-wide switch the
 	// tests leave alone: only check that all four programs report.
 	stats, err := e.dp.ProgramStats()
 	if err != nil {
 		t.Fatalf("ProgramStats: %v", err)
 	}
-	for _, hook := range []string{"connect4", "sendmsg4", "recvmsg4", "getpeername4"} {
+	for _, hook := range []string{"connect4", "sendmsg4", "recvmsg4", "getpeername4", "connect6", "sendmsg6", "recvmsg6", "getpeername6"} {
 		if _, ok := stats[hook]; !ok {
 			t.Errorf("ProgramStats has no %s: %v", hook, stats)
 		}
@@ -102,6 +106,14 @@ func TestUDP(t *testing.T) {
 	t.Logf("connected: %v", seen)
 	if len(seen) != 3 {
 		t.Errorf("30 connected sockets reached %d backends, want 3", len(seen))
+	}
+	// Dual-stack sockets reach the service through the IPv4-mapped VIP
+	// and see it (mapped) as their peer.
+	for _, op := range []string{"udp6", "udp6conn"} {
+		seen = checkAll(t, op, c.do(request{Op: op, Addr: "10.96.0.53:53", N: 30}), "10.96.0.53:53")
+		if len(seen) != 3 {
+			t.Errorf("%s: 30 tries reached %v, want 3 backends", op, seen)
+		}
 	}
 	// A TCP service on the same VIP and port is another service.
 	resp := c.do(request{Op: "tcp", Addr: "10.96.0.53:53", N: 1})

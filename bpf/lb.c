@@ -7,8 +7,13 @@
  * connected UDP) or per datagram at sendmsg() (unconnected UDP), and the
  * application is shown the VIP as its peer (recvmsg, getpeername). Packets
  * of an established flow are never touched.
+ *
+ * Services are IPv4. The *6 programs handle IPv4-mapped addresses
+ * (::ffff:a.b.c.d) of dual-stack sockets, as a JVM opens them, and leave
+ * real IPv6 alone.
  */
 #include <linux/bpf.h>
+#include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
 #include "skiff_lb.h"
@@ -130,18 +135,20 @@ static __always_inline int pick(struct bpf_sock_addr *ctx, const struct svc_valu
 	return 1;
 }
 
-/* Translate ctx's destination when it is a service. datagram: a sendmsg of
- * an unconnected UDP socket (counted per datagram), else a connect(). */
-static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 proto, int datagram)
+/* Translate vip:port (network order) when it is a service: returns -1 when
+ * it is none (leave it), 0 to refuse, 1 with *be set. datagram: a sendmsg
+ * of an unconnected UDP socket (counted per datagram), else a connect(). */
+static __always_inline int translate(struct bpf_sock_addr *ctx, __u32 vip, __u16 port, __u8 proto,
+				     int datagram, struct backend_value *be)
 {
 	struct svc_key key = {
-		.vip = ctx->user_ip4,
-		.port = (__u16)ctx->user_port,
+		.vip = vip,
+		.port = port,
 		.proto = proto,
 	};
 	struct svc_value *svc = bpf_map_lookup_elem(&skiff_services, &key);
 	if (!svc)
-		return 1;
+		return -1;
 
 	__u32 id = svc->id;
 	struct counters *c = bpf_map_lookup_elem(&skiff_counters, &id);
@@ -152,22 +159,62 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 proto, int 
 			c->connections++;
 	}
 
-	struct backend_value be = {};
-	if (!pick(ctx, svc, &be))
-		return refuse();
+	if (!pick(ctx, svc, be))
+		return 0;
 
 	struct revnat_key rkey = {
 		.cookie = bpf_get_socket_cookie(ctx),
-		.addr = be.addr,
-		.port = be.port,
+		.addr = be->addr,
+		.port = be->port,
 	};
 	struct revnat_value rval = {
-		.vip = key.vip,
-		.port = key.port,
+		.vip = vip,
+		.port = port,
 	};
 	bpf_map_update_elem(&skiff_revnat, &rkey, &rval, BPF_ANY);
+	return 1;
+}
 
+static __always_inline __u8 proto_of(struct bpf_sock_addr *ctx)
+{
+	if (ctx->protocol == SKIFF_PROTO_TCP)
+		return SKIFF_PROTO_TCP;
+	if (ctx->protocol == SKIFF_PROTO_UDP)
+		return SKIFF_PROTO_UDP;
+	return 0;
+}
+
+static __always_inline int xlate4(struct bpf_sock_addr *ctx, __u8 proto, int datagram)
+{
+	struct backend_value be = {};
+	int ret = translate(ctx, ctx->user_ip4, (__u16)ctx->user_port, proto, datagram, &be);
+	if (ret < 0)
+		return 1;
+	if (ret == 0)
+		return refuse();
 	ctx->user_ip4 = be.addr;
+	ctx->user_port = be.port;
+	return 1;
+}
+
+/* An IPv4-mapped IPv6 address: ::ffff:a.b.c.d. */
+static __always_inline int v4mapped(struct bpf_sock_addr *ctx)
+{
+	return ctx->user_ip6[0] == 0 && ctx->user_ip6[1] == 0 &&
+	       ctx->user_ip6[2] == bpf_htonl(0x0000ffff);
+}
+
+static __always_inline int xlate6(struct bpf_sock_addr *ctx, __u8 proto, int datagram)
+{
+	if (!v4mapped(ctx))
+		return 1;
+	struct backend_value be = {};
+	int ret = translate(ctx, ctx->user_ip6[3], (__u16)ctx->user_port, proto, datagram, &be);
+	if (ret < 0)
+		return 1;
+	if (ret == 0)
+		return refuse();
+	ctx->user_ip6[3] = be.addr;
 	ctx->user_port = be.port;
 	return 1;
 }
@@ -175,11 +222,8 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 proto, int 
 SEC("cgroup/connect4")
 int skiff_connect4(struct bpf_sock_addr *ctx)
 {
-	if (ctx->protocol == SKIFF_PROTO_TCP)
-		return translate(ctx, SKIFF_PROTO_TCP, 0);
-	if (ctx->protocol == SKIFF_PROTO_UDP)
-		return translate(ctx, SKIFF_PROTO_UDP, 0);
-	return 1;
+	__u8 proto = proto_of(ctx);
+	return proto ? xlate4(ctx, proto, 0) : 1;
 }
 
 SEC("cgroup/sendmsg4")
@@ -187,34 +231,80 @@ int skiff_sendmsg4(struct bpf_sock_addr *ctx)
 {
 	if (ctx->protocol != SKIFF_PROTO_UDP)
 		return 1;
-	return translate(ctx, SKIFF_PROTO_UDP, 1);
+	return xlate4(ctx, SKIFF_PROTO_UDP, 1);
 }
 
-/* Show the VIP instead of the backend it was translated to. */
-static __always_inline void restore(struct bpf_sock_addr *ctx)
+SEC("cgroup/connect6")
+int skiff_connect6(struct bpf_sock_addr *ctx)
+{
+	__u8 proto = proto_of(ctx);
+	return proto ? xlate6(ctx, proto, 0) : 1;
+}
+
+SEC("cgroup/sendmsg6")
+int skiff_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	if (ctx->protocol != SKIFF_PROTO_UDP)
+		return 1;
+	return xlate6(ctx, SKIFF_PROTO_UDP, 1);
+}
+
+/* The VIP that backend addr:port stands for on this socket, or NULL. */
+static __always_inline struct revnat_value *reverse(struct bpf_sock_addr *ctx, __u32 addr)
 {
 	struct revnat_key rkey = {
 		.cookie = bpf_get_socket_cookie(ctx),
-		.addr = ctx->user_ip4,
+		.addr = addr,
 		.port = (__u16)ctx->user_port,
 	};
-	struct revnat_value *rval = bpf_map_lookup_elem(&skiff_revnat, &rkey);
+	return bpf_map_lookup_elem(&skiff_revnat, &rkey);
+}
+
+/* Show the VIP instead of the backend it was translated to. */
+static __always_inline void restore4(struct bpf_sock_addr *ctx)
+{
+	struct revnat_value *rval = reverse(ctx, ctx->user_ip4);
 	if (!rval)
 		return;
 	ctx->user_ip4 = rval->vip;
 	ctx->user_port = rval->port;
 }
 
+static __always_inline void restore6(struct bpf_sock_addr *ctx)
+{
+	if (!v4mapped(ctx))
+		return;
+	struct revnat_value *rval = reverse(ctx, ctx->user_ip6[3]);
+	if (!rval)
+		return;
+	ctx->user_ip6[3] = rval->vip;
+	ctx->user_port = rval->port;
+}
+
 SEC("cgroup/recvmsg4")
 int skiff_recvmsg4(struct bpf_sock_addr *ctx)
 {
-	restore(ctx);
+	restore4(ctx);
 	return 1;
 }
 
 SEC("cgroup/getpeername4")
 int skiff_getpeername4(struct bpf_sock_addr *ctx)
 {
-	restore(ctx);
+	restore4(ctx);
+	return 1;
+}
+
+SEC("cgroup/recvmsg6")
+int skiff_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	restore6(ctx);
+	return 1;
+}
+
+SEC("cgroup/getpeername6")
+int skiff_getpeername6(struct bpf_sock_addr *ctx)
+{
+	restore6(ctx);
 	return 1;
 }

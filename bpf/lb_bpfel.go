@@ -101,9 +101,13 @@ const (
 	lbMapSkiffRevnat        = "skiff_revnat"
 	lbMapSkiffServices      = "skiff_services"
 	lbProgSkiffConnect4     = "skiff_connect4"
+	lbProgSkiffConnect6     = "skiff_connect6"
 	lbProgSkiffGetpeername4 = "skiff_getpeername4"
+	lbProgSkiffGetpeername6 = "skiff_getpeername6"
 	lbProgSkiffRecvmsg4     = "skiff_recvmsg4"
+	lbProgSkiffRecvmsg6     = "skiff_recvmsg6"
 	lbProgSkiffSendmsg4     = "skiff_sendmsg4"
+	lbProgSkiffSendmsg6     = "skiff_sendmsg6"
 )
 
 // loadLb returns the embedded CollectionSpec for lb.
@@ -149,9 +153,13 @@ type lbSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbProgramSpecs struct {
 	SkiffConnect4     *ebpf.ProgramSpec `ebpf:"skiff_connect4"`
+	SkiffConnect6     *ebpf.ProgramSpec `ebpf:"skiff_connect6"`
 	SkiffGetpeername4 *ebpf.ProgramSpec `ebpf:"skiff_getpeername4"`
+	SkiffGetpeername6 *ebpf.ProgramSpec `ebpf:"skiff_getpeername6"`
 	SkiffRecvmsg4     *ebpf.ProgramSpec `ebpf:"skiff_recvmsg4"`
+	SkiffRecvmsg6     *ebpf.ProgramSpec `ebpf:"skiff_recvmsg6"`
 	SkiffSendmsg4     *ebpf.ProgramSpec `ebpf:"skiff_sendmsg4"`
+	SkiffSendmsg6     *ebpf.ProgramSpec `ebpf:"skiff_sendmsg6"`
 }
 
 // lbMapSpecs contains maps before they are loaded into the kernel.
@@ -222,17 +230,25 @@ type lbVariables struct {
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbPrograms struct {
 	SkiffConnect4     *ebpf.Program `ebpf:"skiff_connect4"`
+	SkiffConnect6     *ebpf.Program `ebpf:"skiff_connect6"`
 	SkiffGetpeername4 *ebpf.Program `ebpf:"skiff_getpeername4"`
+	SkiffGetpeername6 *ebpf.Program `ebpf:"skiff_getpeername6"`
 	SkiffRecvmsg4     *ebpf.Program `ebpf:"skiff_recvmsg4"`
+	SkiffRecvmsg6     *ebpf.Program `ebpf:"skiff_recvmsg6"`
 	SkiffSendmsg4     *ebpf.Program `ebpf:"skiff_sendmsg4"`
+	SkiffSendmsg6     *ebpf.Program `ebpf:"skiff_sendmsg6"`
 }
 
 func (p *lbPrograms) Close() error {
 	return _LbClose(
 		p.SkiffConnect4,
+		p.SkiffConnect6,
 		p.SkiffGetpeername4,
+		p.SkiffGetpeername6,
 		p.SkiffRecvmsg4,
+		p.SkiffRecvmsg6,
 		p.SkiffSendmsg4,
+		p.SkiffSendmsg6,
 	)
 }
 

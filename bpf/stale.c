@@ -41,7 +41,10 @@ struct {
 
 static __always_inline void destroy_if_stale(struct sock_common *sk, __u8 proto)
 {
-	if (sk->skc_family != SKIFF_AF_INET)
+	/* IPv4 sockets, and IPv6 ones connected to an IPv4-mapped address
+	 * (their skc_daddr is the IPv4 peer). A native IPv6 socket has no
+	 * reverse entry for its skc_daddr, so the lookup below skips it. */
+	if (sk->skc_family != SKIFF_AF_INET && sk->skc_family != SKIFF_AF_INET6)
 		return;
 
 	struct revnat_key rkey = {

@@ -12,6 +12,13 @@ func without(bes []Backend, name string) []Backend {
 }
 
 func TestStaleUDPFlowMovesToLiveBackend(t *testing.T) {
+	// udp6hold: a dual-stack socket connected to the IPv4-mapped VIP.
+	for _, hold := range []string{"udphold", "udp6hold"} {
+		t.Run(hold, func(t *testing.T) { testStaleUDP(t, hold) })
+	}
+}
+
+func testStaleUDP(t *testing.T, hold string) {
 	e := newEnv(t)
 	if !e.dp.Features().SockDestroy {
 		needIntegration(t, "no bpf_sock_destroy on this kernel (Linux >= 6.5)")
@@ -20,8 +27,8 @@ func TestStaleUDPFlowMovesToLiveBackend(t *testing.T) {
 	svc := Service{VIP: netip.MustParseAddr("10.96.0.53"), Port: 53, Protocol: UDP, Backends: bes}
 	e.sync(svc)
 	c := e.client()
-	resp := c.do(request{Op: "udphold", Name: "dns", Addr: "10.96.0.53:53"})
-	checkAll(t, "udphold", resp, "10.96.0.53:53")
+	resp := c.do(request{Op: hold, Name: "dns", Addr: "10.96.0.53:53"})
+	checkAll(t, hold, resp, "10.96.0.53:53")
 	gone := resp.Backends[0]
 
 	start := time.Now()

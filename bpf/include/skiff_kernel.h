@@ -10,6 +10,7 @@
 #define SKIFF_KERNEL_H
 
 #define SKIFF_AF_INET 2
+#define SKIFF_AF_INET6 10
 
 /* include/net/tcp_states.h */
 #define SKIFF_TCP_TIME_WAIT 6
