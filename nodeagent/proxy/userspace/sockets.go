@@ -11,7 +11,8 @@ import (
 // sockets opens the proxy's sockets in its network namespace: a socket
 // belongs to the namespace of the thread that created it, so with NetNS
 // set every socket is created on a thread inside it (nsrun.Do); without,
-// in the caller's.
+// in the caller's. Connections to backends get no TCP keepalive probes,
+// as HAProxy's default (and the accepted ones, see noKeepAlive).
 type sockets struct {
 	netns       string
 	dialTimeout time.Duration
@@ -28,7 +29,7 @@ func (s sockets) dialTCP(be netip.AddrPort) (*net.TCPConn, error) {
 	var c net.Conn
 	err := s.in(func() error {
 		var err error
-		c, err = (&net.Dialer{Timeout: s.dialTimeout}).Dial("tcp4", be.String())
+		c, err = (&net.Dialer{Timeout: s.dialTimeout, KeepAlive: -1}).Dial("tcp4", be.String())
 		return err
 	})
 	if err != nil {

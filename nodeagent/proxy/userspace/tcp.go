@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -116,24 +117,28 @@ func (t *tcpService) serve(c *net.TCPConn) {
 }
 
 // splice copies both ways; a direction that ends cleanly half-closes the
-// other side, an error closes both.
+// other side (unless the other direction has ended too: the close that
+// follows sends the FIN), an error closes both.
 func splice(f *tcpFlow) {
+	var ended atomic.Int32
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pipe(f, f.conn, f.client)
+		pipe(f, f.conn, f.client, &ended)
 	}()
-	pipe(f, f.client, f.conn)
+	pipe(f, f.client, f.conn, &ended)
 	<-done
 	f.close()
 }
 
-func pipe(f *tcpFlow, dst, src *net.TCPConn) {
+func pipe(f *tcpFlow, dst, src *net.TCPConn, ended *atomic.Int32) {
 	if _, err := io.Copy(dst, src); err != nil {
 		f.close()
 		return
 	}
-	dst.CloseWrite()
+	if ended.Add(1) == 1 {
+		dst.CloseWrite()
+	}
 }
 
 func (t *tcpService) track(f *tcpFlow) bool {

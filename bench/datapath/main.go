@@ -1,0 +1,277 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "bench/datapath:", err)
+	if theEnv != nil {
+		theEnv.close()
+	}
+	os.Exit(1)
+}
+
+var theEnv *env
+
+func main() {
+	runRole() // a child process: runs its role and exits
+
+	var (
+		duration  = flag.Duration("duration", 10*time.Second, "measured window of each short-connection run")
+		warmup    = flag.Duration("warmup", 2*time.Second, "warm-up before each window")
+		workers   = flag.Int("workers", 16, "concurrent connections of the load generator")
+		rounds    = flag.Int("rounds", 1, "rounds over the modes (interleaved)")
+		bulkDur   = flag.Duration("bulk-duration", 5*time.Second, "measured window of each bulk run")
+		sizes     = flag.String("programming", "1000,10000,20000", "service counts for the programming measurement")
+		only      = flag.String("only", "short,bulk,programming", "which parts to run")
+		modeList  = flag.String("modes", "direct,ebpf,userspace,haproxy,iptables", "modes for short and bulk")
+		upserts   = flag.Int("upserts", 1000, "eBPF Upserts timed per size")
+		syncs     = flag.Int("syncs", 10, "eBPF Syncs timed per size")
+		nftDeltas = flag.Int("nft-deltas", 5, "nft -f deltas timed per size")
+		iptDeltas = flag.Int("ipt-deltas", 3, "iptables-restore deltas timed per size")
+	)
+	flag.StringVar(&userspaceProfile, "cpuprofile-userspace", "", "write the userspace proxier's CPU profile to this file")
+	flag.Parse()
+	if os.Geteuid() != 0 {
+		fatal(fmt.Errorf("run as root: the benchmark creates a network namespace, a cgroup and loads BPF programs"))
+	}
+	for _, tool := range []string{"ip", "sysctl", "haproxy", "iptables-restore", "nft"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			fatal(fmt.Errorf("%s is missing: apt-get install -y iproute2 procps haproxy iptables nftables", tool))
+		}
+	}
+	parts := set(*only)
+	e, err := newEnv()
+	if err != nil {
+		fatal(err)
+	}
+	theEnv = e
+	defer e.close()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		s := <-sig
+		fmt.Fprintf(os.Stderr, "\n%v: removing the namespace, cgroup and processes of this run\n", s)
+		e.close()
+		os.Exit(130)
+	}()
+	if err := e.setup(); err != nil {
+		fatal(err)
+	}
+	printMachine()
+
+	if parts["short"] || parts["bulk"] {
+		be, stdout, _, err := e.start("backends", backendsArgs{Addrs: backendAddrs, HTTPPort: httpPort, BulkPort: bulkPort}, false)
+		if err != nil {
+			fatal(err)
+		}
+		if err := readyLine(be, stdout); err != nil {
+			fatal(err)
+		}
+		var chosen []mode
+		want := set(*modeList)
+		for _, m := range modes {
+			if want[m.name] {
+				chosen = append(chosen, m)
+			}
+		}
+		if parts["short"] {
+			runShort(e, chosen, *rounds, loadArgs{Workers: *workers, Warmup: *warmup, Duration: *duration})
+		}
+		if parts["bulk"] {
+			runBulk(e, chosen, *rounds, bulkArgs{Warmup: time.Second, Duration: *bulkDur})
+		}
+	}
+	if parts["programming"] {
+		var ns []int
+		for _, s := range strings.Split(*sizes, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil {
+				fatal(fmt.Errorf("-programming: %w", err))
+			}
+			ns = append(ns, n)
+		}
+		runProgramming(e, ns, *upserts, *syncs, *nftDeltas, *iptDeltas)
+	}
+}
+
+func set(list string) map[string]bool {
+	out := map[string]bool{}
+	for _, s := range strings.Split(list, ",") {
+		out[strings.TrimSpace(s)] = true
+	}
+	return out
+}
+
+func printMachine() {
+	load, _ := os.ReadFile("/proc/loadavg")
+	uname, _ := exec.Command("uname", "-sr").Output()
+	hv, _ := exec.Command("haproxy", "-v").Output()
+	iv, _ := exec.Command("iptables", "--version").Output()
+	nv, _ := exec.Command("nft", "--version").Output()
+	fmt.Printf("machine: %d CPUs, %s, load %s\n", runtime.NumCPU(), strings.TrimSpace(string(uname)), strings.Join(strings.Fields(string(load))[:3], " "))
+	fmt.Printf("tools: %s; %s; %s; %s\n", firstLine(hv), strings.TrimSpace(string(iv)), strings.TrimSpace(string(nv)), runtime.Version())
+}
+
+func firstLine(b []byte) string { return strings.SplitN(strings.TrimSpace(string(b)), "\n", 2)[0] }
+
+// runChild runs a load or bulk child in the client cgroup and decodes its
+// result.
+func runChild(e *env, role string, args, out any) error {
+	c, stdout, _, err := e.start(role, args, true)
+	if err != nil {
+		return err
+	}
+	data, _ := io.ReadAll(stdout)
+	<-c.exited
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s: %v: %s", role, err, c.out.String())
+	}
+	return nil
+}
+
+type shortRow struct {
+	rate     float64
+	p50, p99 time.Duration
+	errors   int
+	firstErr string
+	runs     int
+}
+
+func runShort(e *env, chosen []mode, rounds int, args loadArgs) {
+	fmt.Printf("\nShort connections: HTTP/1.1, a new TCP connection per request, %d workers, %v window after %v warm-up, %d round(s); load generator in the namespace (tcp_tw_reuse=1 there) and in the eBPF cgroup\n",
+		args.Workers, args.Duration, args.Warmup, rounds)
+	rows := map[string]*shortRow{}
+	for r := range rounds {
+		for _, m := range chosen {
+			targets, _, down, err := m.up(e)
+			if err != nil {
+				fatal(fmt.Errorf("%s: %w", m.name, err))
+			}
+			a := args
+			a.Targets = targets
+			var res loadResult
+			err = runChild(e, "load", a, &res)
+			down()
+			if err != nil {
+				fatal(fmt.Errorf("%s: %w", m.name, err))
+			}
+			row := rows[m.name]
+			if row == nil {
+				row = &shortRow{}
+				rows[m.name] = row
+			}
+			rate := float64(res.Requests) / res.Seconds
+			row.rate += rate
+			row.p50 += res.P50
+			row.p99 += res.P99
+			row.errors += res.Errors
+			if row.firstErr == "" {
+				row.firstErr = res.FirstErr
+			}
+			row.runs++
+			fmt.Printf("  round %d %-10s %8.0f req/s  p50 %v  p99 %v  errors %d %s\n", r+1, m.name, rate, res.P50.Round(time.Microsecond), res.P99.Round(time.Microsecond), res.Errors, res.FirstErr)
+		}
+	}
+	fmt.Printf("\n  %-10s %10s %10s %10s %8s %10s\n", "mode", "req/s", "p50", "p99", "errors", "/ direct")
+	avg := map[string]float64{}
+	for _, m := range chosen {
+		row := rows[m.name]
+		avg[m.name] = row.rate / float64(row.runs)
+	}
+	for _, m := range chosen {
+		row := rows[m.name]
+		fmt.Printf("  %-10s %10.0f %10v %10v %8d %10s\n", m.name, avg[m.name],
+			(row.p50 / time.Duration(row.runs)).Round(time.Microsecond), (row.p99 / time.Duration(row.runs)).Round(time.Microsecond),
+			row.errors, ratio(avg[m.name], avg["direct"]))
+	}
+	fmt.Println()
+	fmt.Printf("  ebpf / direct      = %s  (target >= 0.97)\n", ratio(avg["ebpf"], avg["direct"]))
+	fmt.Printf("  userspace / haproxy = %s  (target >= 1.0)\n", ratio(avg["userspace"], avg["haproxy"]))
+	fmt.Printf("  userspace / direct = %s  (target >= 0.6)\n", ratio(avg["userspace"], avg["direct"]))
+	fmt.Printf("  haproxy / direct   = %s\n", ratio(avg["haproxy"], avg["direct"]))
+	fmt.Printf("  iptables / direct  = %s\n", ratio(avg["iptables"], avg["direct"]))
+}
+
+func ratio(a, b float64) string {
+	if a == 0 || b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
+
+func runBulk(e *env, chosen []mode, rounds int, args bulkArgs) {
+	fmt.Printf("\nBulk: one long-lived TCP connection, backend sends, client reads, %v window after %v warm-up, %d round(s)\n", args.Duration, args.Warmup, rounds)
+	sum := map[string]float64{}
+	for r := range rounds {
+		for _, m := range chosen {
+			_, target, down, err := m.up(e)
+			if err != nil {
+				fatal(fmt.Errorf("%s: %w", m.name, err))
+			}
+			a := args
+			a.Target = target
+			var res bulkResult
+			err = runChild(e, "bulk", a, &res)
+			down()
+			if err != nil {
+				fatal(fmt.Errorf("%s: %w", m.name, err))
+			}
+			gbps := float64(res.Bytes) * 8 / res.Seconds / 1e9
+			sum[m.name] += gbps
+			fmt.Printf("  round %d %-10s %6.2f Gbit/s\n", r+1, m.name, gbps)
+		}
+	}
+	avg := map[string]float64{}
+	fmt.Printf("\n  %-10s %10s %10s\n", "mode", "Gbit/s", "/ direct")
+	for _, m := range chosen {
+		avg[m.name] = sum[m.name] / float64(rounds)
+		fmt.Printf("  %-10s %10.2f %10s\n", m.name, avg[m.name], ratio(avg[m.name], avg["direct"]))
+	}
+	fmt.Println()
+	fmt.Printf("  ebpf / direct       = %s  (target >= 0.99)\n", ratio(avg["ebpf"], avg["direct"]))
+	fmt.Printf("  userspace / haproxy = %s\n", ratio(avg["userspace"], avg["haproxy"]))
+	fmt.Printf("  iptables / direct   = %s\n", ratio(avg["iptables"], avg["direct"]))
+}
+
+func runProgramming(e *env, sizes []int, upserts, syncs, nftDeltas, iptDeltas int) {
+	fmt.Printf("\nService programming: time to add one service (TCP, 3 backends) when N exist (median; eBPF Upsert also p99)\n")
+	fmt.Printf("  eBPF Upsert: the loader's incremental change (%d timed); eBPF Sync: the full set + 1, diffed by the loader (%d timed);\n", upserts, syncs)
+	fmt.Printf("  Proxier.Sync: API objects + 1 through nodeagent/proxy (what the agent pays today); nft -f: kube-proxy nftables delta (%d timed);\n", nftDeltas)
+	fmt.Printf("  iptables-restore --noflush: kube-proxy iptables partial sync (KUBE-SERVICES rewritten + the new chains, %d timed). All nft/iptables in the bench namespace.\n\n", iptDeltas)
+	fmt.Printf("  %7s %12s %12s %12s %14s %12s %12s %14s %14s %16s\n", "N", "ebpf upsert", "upsert p99", "ebpf Sync", "Proxier.Sync", "nft delta", "nft full", "iptables delta", "iptables full", "nft delta/upsert")
+	for _, n := range sizes {
+		r := programmingResult{N: n}
+		if err := measureEBPF(e, &r, upserts, syncs); err != nil {
+			r.Err = append(r.Err, "ebpf: "+err.Error())
+		}
+		if err := measureNFT(e, &r, nftDeltas); err != nil {
+			r.Err = append(r.Err, "nft: "+err.Error())
+		}
+		if err := measureIPTables(e, &r, iptDeltas); err != nil {
+			r.Err = append(r.Err, "iptables: "+err.Error())
+		}
+		x := "-"
+		if r.Upsert > 0 && r.NFT > 0 {
+			x = fmt.Sprintf("%.0fx", float64(r.NFT)/float64(r.Upsert))
+		}
+		fmt.Printf("  %7d %12v %12v %12v %14v %12v %12v %14v %14v %16s\n", n,
+			r.Upsert.Round(100*time.Nanosecond), r.UpsertP99.Round(100*time.Nanosecond), r.BPFSync.Round(time.Microsecond), r.ProxierSync.Round(time.Microsecond),
+			r.NFT.Round(time.Millisecond), r.NFTFull.Round(time.Millisecond), r.IPT.Round(time.Millisecond), r.IPTFull.Round(time.Millisecond), x)
+		for _, s := range r.Err {
+			fmt.Printf("    error: %s\n", s)
+		}
+	}
+}
