@@ -163,16 +163,14 @@ func nftService(b *strings.Builder, i int) {
 	var picks []string
 	for j, ip := range backendAddrs {
 		ep := chainName("endpoint-", name+ip)[:17] + "-" + name + "__" + ip + "/" + fmt.Sprint(httpPort)
-		fmt.Fprintf(b, "add chain ip kube-proxy %s\n", quote(ep))
-		fmt.Fprintf(b, "add rule ip kube-proxy %s meta l4proto tcp dnat to %s:%d\n", quote(ep), ip, httpPort)
-		picks = append(picks, fmt.Sprintf("%d : goto %s", j, quote(ep)))
+		fmt.Fprintf(b, "add chain ip kube-proxy %s\n", ep)
+		fmt.Fprintf(b, "add rule ip kube-proxy %s meta l4proto tcp dnat to %s:%d\n", ep, ip, httpPort)
+		picks = append(picks, fmt.Sprintf("%d : goto %s", j, ep))
 	}
-	fmt.Fprintf(b, "add chain ip kube-proxy %s\n", quote(svc))
-	fmt.Fprintf(b, "add rule ip kube-proxy %s numgen random mod %d vmap { %s }\n", quote(svc), len(backendAddrs), strings.Join(picks, ", "))
-	fmt.Fprintf(b, "add element ip kube-proxy service-ips { %s . tcp . 80 : goto %s }\n", vipOf(i), quote(svc))
+	fmt.Fprintf(b, "add chain ip kube-proxy %s\n", svc)
+	fmt.Fprintf(b, "add rule ip kube-proxy %s numgen random mod %d vmap { %s }\n", svc, len(backendAddrs), strings.Join(picks, ", "))
+	fmt.Fprintf(b, "add element ip kube-proxy service-ips { %s . tcp . 80 : goto %s }\n", vipOf(i), svc)
 }
-
-func quote(s string) string { return `"` + s + `"` }
 
 const nftBase = `add table ip kube-proxy
 add map ip kube-proxy service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; }

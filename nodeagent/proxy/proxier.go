@@ -89,12 +89,12 @@ func (p *proxier) Sync(ctx context.Context, services []*api.Service, endpoints [
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	ports, skipped := ServicePorts(services, endpoints, p.nodeName)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return errors.New("proxy: closed")
 	}
+	ports, skipped := ServicePorts(services, endpoints, p.nodeName)
 	p.logSkipped(skipped)
 	start := time.Now()
 	err := p.eng.sync(ports)

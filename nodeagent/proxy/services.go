@@ -49,78 +49,95 @@ type Skipped struct {
 // set, services with internalTrafficPolicy Local get only the endpoints
 // on that node. The result is sorted by key.
 func ServicePorts(services []*api.Service, endpoints []*api.Endpoints, nodeName string) (ports []ServicePort, skipped []Skipped) {
-	type nsName struct{ ns, name string }
+	eps := endpointsByName(endpoints)
+	for _, s := range services {
+		if s == nil {
+			continue
+		}
+		p, sk := servicePortsOf(s, eps[nsName{s.Namespace, s.Name}], nodeName)
+		ports = append(ports, p...)
+		skipped = append(skipped, sk...)
+	}
+	return sortPorts(ports, skipped)
+}
+
+type nsName struct{ ns, name string }
+
+func endpointsByName(endpoints []*api.Endpoints) map[nsName]*api.Endpoints {
 	eps := make(map[nsName]*api.Endpoints, len(endpoints))
 	for _, e := range endpoints {
 		if e != nil {
 			eps[nsName{e.Namespace, e.Name}] = e
 		}
 	}
-	for _, s := range services {
-		if s == nil {
-			continue
-		}
-		skip := func(port, reason string) {
-			skipped = append(skipped, Skipped{Namespace: s.Namespace, Service: s.Name, Port: port, Reason: reason})
-		}
-		switch s.Spec.Type {
-		case "", api.ServiceTypeClusterIP, api.ServiceTypeNodePort, api.ServiceTypeLoadBalancer:
-		default:
-			skip("", fmt.Sprintf("type %s is not served", s.Spec.Type))
-			continue
-		}
-		if s.Spec.ClusterIP == "" || s.Spec.ClusterIP == api.ClusterIPNone {
-			continue
-		}
-		vip, err := netip.ParseAddr(s.Spec.ClusterIP)
-		if err != nil {
-			skip("", fmt.Sprintf("clusterIP %q: %v", s.Spec.ClusterIP, err))
-			continue
-		}
-		if !vip.Unmap().Is4() {
-			skip("", "IPv6 clusterIP: the datapath serves IPv4 only")
-			continue
-		}
-		vip = vip.Unmap()
-		var affinity time.Duration
-		if s.Spec.SessionAffinity == api.ServiceAffinityClientIP {
-			secs := api.DefaultClientIPServiceAffinitySeconds
-			if c := s.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
-				secs = *c.ClientIP.TimeoutSeconds
-			}
-			affinity = time.Duration(secs) * time.Second
-		}
-		local := nodeName != "" && s.Spec.InternalTrafficPolicy != nil && *s.Spec.InternalTrafficPolicy == api.ServiceInternalTrafficPolicyLocal
-		ep := eps[nsName{s.Namespace, s.Name}]
-		for _, sp := range s.Spec.Ports {
-			proto := sp.Protocol
-			if proto == "" {
-				proto = api.ProtocolTCP
-			}
-			if proto != api.ProtocolTCP && proto != api.ProtocolUDP {
-				skip(sp.Name, fmt.Sprintf("protocol %s is not served", proto))
-				continue
-			}
-			if sp.Port <= 0 || sp.Port > 65535 {
-				skip(sp.Name, fmt.Sprintf("port %d out of range", sp.Port))
-				continue
-			}
-			p := ServicePort{
-				PortKey:   PortKey{VIP: vip, Port: uint16(sp.Port), Protocol: proto},
-				Namespace: s.Namespace,
-				Service:   s.Name,
-				PortName:  sp.Name,
-				Affinity:  affinity,
-			}
-			if ep != nil {
-				p.Backends = backends(ep, sp.Name, proto, local, nodeName)
-			}
-			ports = append(ports, p)
-		}
+	return eps
+}
+
+// servicePortsOf translates one service with its endpoints (nil: none).
+func servicePortsOf(s *api.Service, ep *api.Endpoints, nodeName string) (ports []ServicePort, skipped []Skipped) {
+	skip := func(port, reason string) {
+		skipped = append(skipped, Skipped{Namespace: s.Namespace, Service: s.Name, Port: port, Reason: reason})
 	}
+	switch s.Spec.Type {
+	case "", api.ServiceTypeClusterIP, api.ServiceTypeNodePort, api.ServiceTypeLoadBalancer:
+	default:
+		skip("", fmt.Sprintf("type %s is not served", s.Spec.Type))
+		return nil, skipped
+	}
+	if s.Spec.ClusterIP == "" || s.Spec.ClusterIP == api.ClusterIPNone {
+		return nil, nil
+	}
+	vip, err := netip.ParseAddr(s.Spec.ClusterIP)
+	if err != nil {
+		skip("", fmt.Sprintf("clusterIP %q: %v", s.Spec.ClusterIP, err))
+		return nil, skipped
+	}
+	if !vip.Unmap().Is4() {
+		skip("", "IPv6 clusterIP: the datapath serves IPv4 only")
+		return nil, skipped
+	}
+	vip = vip.Unmap()
+	var affinity time.Duration
+	if s.Spec.SessionAffinity == api.ServiceAffinityClientIP {
+		secs := api.DefaultClientIPServiceAffinitySeconds
+		if c := s.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+			secs = *c.ClientIP.TimeoutSeconds
+		}
+		affinity = time.Duration(secs) * time.Second
+	}
+	local := nodeName != "" && s.Spec.InternalTrafficPolicy != nil && *s.Spec.InternalTrafficPolicy == api.ServiceInternalTrafficPolicyLocal
+	for _, sp := range s.Spec.Ports {
+		proto := sp.Protocol
+		if proto == "" {
+			proto = api.ProtocolTCP
+		}
+		if proto != api.ProtocolTCP && proto != api.ProtocolUDP {
+			skip(sp.Name, fmt.Sprintf("protocol %s is not served", proto))
+			continue
+		}
+		if sp.Port <= 0 || sp.Port > 65535 {
+			skip(sp.Name, fmt.Sprintf("port %d out of range", sp.Port))
+			continue
+		}
+		p := ServicePort{
+			PortKey:   PortKey{VIP: vip, Port: uint16(sp.Port), Protocol: proto},
+			Namespace: s.Namespace,
+			Service:   s.Name,
+			PortName:  sp.Name,
+			Affinity:  affinity,
+		}
+		if ep != nil {
+			p.Backends = backends(ep, sp.Name, proto, local, nodeName)
+		}
+		ports = append(ports, p)
+	}
+	return ports, skipped
+}
+
+// sortPorts sorts ports by key and drops the second of two services
+// claiming one VIP port (the allocator prevents it), reporting it.
+func sortPorts(ports []ServicePort, skipped []Skipped) ([]ServicePort, []Skipped) {
 	slices.SortFunc(ports, func(a, b ServicePort) int { return compareKeys(a.PortKey, b.PortKey) })
-	// Two services claiming one VIP port (the allocator prevents it): the
-	// first in order wins, the others are reported.
 	out := ports[:0]
 	for i, p := range ports {
 		if i > 0 && p.PortKey == out[len(out)-1].PortKey {
