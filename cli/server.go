@@ -212,33 +212,23 @@ nodes with skiff agent, or simulated ones with skiff agent --simulate N).
 					close(nodeUp)
 				}
 			}()
-			select {
-			case err := <-done:
-				cancel()
-				<-nodeDone
-				return err
-			case err := <-nodeDone:
-				stop()
-				<-done
-				if err != nil {
-					return fmt.Errorf("dev node: %w", err)
+			for {
+				select {
+				case err := <-done:
+					cancel()
+					<-nodeDone
+					return err
+				case err := <-nodeDone:
+					stop()
+					<-done
+					if err != nil {
+						return fmt.Errorf("dev node: %w", err)
+					}
+					return nil
+				case <-nodeUp:
+					o.printDevBanner(cfg.DataDir, true)
+					nodeUp = nil // printed once
 				}
-				return nil
-			case <-nodeUp:
-				o.printDevBanner(cfg.DataDir, true)
-			}
-			select {
-			case err := <-done:
-				cancel()
-				<-nodeDone
-				return err
-			case err := <-nodeDone:
-				stop()
-				<-done
-				if err != nil {
-					return fmt.Errorf("dev node: %w", err)
-				}
-				return nil
 			}
 		},
 	}
