@@ -88,7 +88,7 @@ func main() {
 			}
 		}
 		if parts["short"] {
-			runShort(e, chosen, *rounds, loadArgs{Workers: *workers, Warmup: *warmup, Duration: *duration})
+			runShort(e, chosen, *rounds, be.cmd.Process.Pid, loadArgs{Workers: *workers, Warmup: *warmup, Duration: *duration})
 		}
 		if parts["bulk"] {
 			runBulk(e, chosen, *rounds, bulkArgs{Warmup: time.Second, Duration: *bulkDur})
@@ -128,18 +128,53 @@ func printMachine() {
 func firstLine(b []byte) string { return strings.SplitN(strings.TrimSpace(string(b)), "\n", 2)[0] }
 
 // runChild runs a load or bulk child in the client cgroup and decodes its
-// result.
-func runChild(e *env, role string, args, out any) error {
+// result. Once warm-up has passed it samples the CPU time of the
+// processes in watch, and again when the child is done; it returns the
+// CPU time they used in between.
+func runChild(e *env, role string, args any, warmup time.Duration, watch []int, out any) ([]time.Duration, error) {
 	c, stdout, _, err := e.start(role, args, true)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	before := make([]time.Duration, len(watch))
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		select {
+		case <-time.After(warmup):
+		case <-c.exited:
+		}
+		for i, pid := range watch {
+			before[i] = procCPU(pid)
+		}
+	}()
 	data, _ := io.ReadAll(stdout)
 	<-c.exited
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("%s: %v: %s", role, err, c.out.String())
+	<-sampled
+	used := make([]time.Duration, len(watch))
+	for i, pid := range watch {
+		used[i] = procCPU(pid) - before[i]
 	}
-	return nil
+	if err := json.Unmarshal(data, out); err != nil {
+		return nil, fmt.Errorf("%s: %v: %s", role, err, c.out.String())
+	}
+	return used, nil
+}
+
+// procCPU is the user+system CPU time a process has used so far.
+func procCPU(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command (which may hold spaces) start at ") ".
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
 }
 
 type shortRow struct {
@@ -148,23 +183,31 @@ type shortRow struct {
 	errors   int
 	firstErr string
 	runs     int
+	requests int
+	cpuLoad  time.Duration // load generator, in its window
+	cpuBack  time.Duration // backends
+	cpuProxy time.Duration // proxy process (userspace, haproxy)
 }
 
-func runShort(e *env, chosen []mode, rounds int, args loadArgs) {
+func runShort(e *env, chosen []mode, rounds int, backends int, args loadArgs) {
 	fmt.Printf("\nShort connections: HTTP/1.1, a new TCP connection per request, %d workers, %v window after %v warm-up, %d round(s); load generator in the namespace (tcp_tw_reuse=1 there) and in the eBPF cgroup\n",
 		args.Workers, args.Duration, args.Warmup, rounds)
 	rows := map[string]*shortRow{}
 	for r := range rounds {
 		for _, m := range chosen {
-			targets, _, down, err := m.up(e)
+			run, err := m.up(e)
 			if err != nil {
 				fatal(fmt.Errorf("%s: %w", m.name, err))
 			}
 			a := args
-			a.Targets = targets
+			a.Targets = run.targets
+			watch := []int{backends}
+			if run.pid != 0 {
+				watch = append(watch, run.pid)
+			}
 			var res loadResult
-			err = runChild(e, "load", a, &res)
-			down()
+			used, err := runChild(e, "load", a, a.Warmup, watch, &res)
+			run.down()
 			if err != nil {
 				fatal(fmt.Errorf("%s: %w", m.name, err))
 			}
@@ -182,10 +225,16 @@ func runShort(e *env, chosen []mode, rounds int, args loadArgs) {
 				row.firstErr = res.FirstErr
 			}
 			row.runs++
+			row.requests += res.Requests
+			row.cpuLoad += res.CPU
+			row.cpuBack += used[0]
+			if len(used) > 1 {
+				row.cpuProxy += used[1]
+			}
 			fmt.Printf("  round %d %-10s %8.0f req/s  p50 %v  p99 %v  errors %d %s\n", r+1, m.name, rate, res.P50.Round(time.Microsecond), res.P99.Round(time.Microsecond), res.Errors, res.FirstErr)
 		}
 	}
-	fmt.Printf("\n  %-10s %10s %10s %10s %8s %10s\n", "mode", "req/s", "p50", "p99", "errors", "/ direct")
+	fmt.Printf("\n  %-10s %8s %9s %9s %7s %9s %24s\n", "mode", "req/s", "p50", "p99", "errors", "/ direct", "CPU µs/req load|back|proxy")
 	avg := map[string]float64{}
 	for _, m := range chosen {
 		row := rows[m.name]
@@ -193,16 +242,25 @@ func runShort(e *env, chosen []mode, rounds int, args loadArgs) {
 	}
 	for _, m := range chosen {
 		row := rows[m.name]
-		fmt.Printf("  %-10s %10.0f %10v %10v %8d %10s\n", m.name, avg[m.name],
+		cpu := fmt.Sprintf("%s | %s | %s", perReq(row.cpuLoad, row.requests), perReq(row.cpuBack, row.requests), perReq(row.cpuProxy, row.requests))
+		fmt.Printf("  %-10s %8.0f %9v %9v %7d %9s %24s\n", m.name, avg[m.name],
 			(row.p50 / time.Duration(row.runs)).Round(time.Microsecond), (row.p99 / time.Duration(row.runs)).Round(time.Microsecond),
-			row.errors, ratio(avg[m.name], avg["direct"]))
+			row.errors, ratio(avg[m.name], avg["direct"]), cpu)
 	}
 	fmt.Println()
-	fmt.Printf("  ebpf / direct      = %s  (target >= 0.97)\n", ratio(avg["ebpf"], avg["direct"]))
+	fmt.Printf("  ebpf / direct       = %s  (target >= 0.97)\n", ratio(avg["ebpf"], avg["direct"]))
 	fmt.Printf("  userspace / haproxy = %s  (target >= 1.0)\n", ratio(avg["userspace"], avg["haproxy"]))
-	fmt.Printf("  userspace / direct = %s  (target >= 0.6)\n", ratio(avg["userspace"], avg["direct"]))
-	fmt.Printf("  haproxy / direct   = %s\n", ratio(avg["haproxy"], avg["direct"]))
-	fmt.Printf("  iptables / direct  = %s\n", ratio(avg["iptables"], avg["direct"]))
+	fmt.Printf("  userspace / direct  = %s  (target >= 0.6)\n", ratio(avg["userspace"], avg["direct"]))
+	fmt.Printf("  haproxy / direct    = %s\n", ratio(avg["haproxy"], avg["direct"]))
+	fmt.Printf("  iptables / direct   = %s\n", ratio(avg["iptables"], avg["direct"]))
+}
+
+// perReq is CPU time per request in µs ("-" for none).
+func perReq(d time.Duration, n int) string {
+	if d == 0 || n == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", float64(d.Nanoseconds())/float64(n)/1e3)
 }
 
 func ratio(a, b float64) string {
@@ -217,15 +275,15 @@ func runBulk(e *env, chosen []mode, rounds int, args bulkArgs) {
 	sum := map[string]float64{}
 	for r := range rounds {
 		for _, m := range chosen {
-			_, target, down, err := m.up(e)
+			run, err := m.up(e)
 			if err != nil {
 				fatal(fmt.Errorf("%s: %w", m.name, err))
 			}
 			a := args
-			a.Target = target
+			a.Target = run.bulk
 			var res bulkResult
-			err = runChild(e, "bulk", a, &res)
-			down()
+			_, err = runChild(e, "bulk", a, 0, nil, &res)
+			run.down()
 			if err != nil {
 				fatal(fmt.Errorf("%s: %w", m.name, err))
 			}

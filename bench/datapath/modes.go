@@ -27,9 +27,16 @@ const (
 // mode is one way of reaching the backends.
 type mode struct {
 	name string
-	// up makes the mode ready and returns the short-connection targets,
-	// the bulk target and the teardown.
-	up func(e *env) (targets []string, bulk string, down func(), err error)
+	// up makes the mode ready.
+	up func(e *env) (*running, error)
+}
+
+// running is a mode made ready.
+type running struct {
+	targets []string // short-connection targets, used round-robin
+	bulk    string   // the bulk target
+	pid     int      // the proxy process (0: none, the kernel does it)
+	down    func()   // the teardown
 }
 
 var modes = []mode{
@@ -40,12 +47,12 @@ var modes = []mode{
 	{"iptables", upIPTables},
 }
 
-func upDirect(*env) ([]string, string, func(), error) {
+func upDirect(*env) (*running, error) {
 	var t []string
 	for _, b := range backendAddrs {
 		t = append(t, fmt.Sprintf("%s:%d", b, httpPort))
 	}
-	return t, fmt.Sprintf("%s:%d", backendAddrs[0], bulkPort), func() {}, nil
+	return &running{targets: t, bulk: fmt.Sprintf("%s:%d", backendAddrs[0], bulkPort), down: func() {}}, nil
 }
 
 // service is the benchmark's ClusterIP Service at vip (http 80 -> 8080,
@@ -68,56 +75,54 @@ func service(vip string) ([]*api.Service, []*api.Endpoints) {
 	return []*api.Service{svc}, []*api.Endpoints{ep}
 }
 
-func vipTargets(vip string) ([]string, string) {
-	return []string{fmt.Sprintf("%s:%d", vip, vipHTTP)}, fmt.Sprintf("%s:%d", vip, bulkPort)
+func vipTargets(vip string, pid int, down func()) *running {
+	return &running{targets: []string{fmt.Sprintf("%s:%d", vip, vipHTTP)}, bulk: fmt.Sprintf("%s:%d", vip, bulkPort), pid: pid, down: down}
 }
 
 // upEBPF opens the eBPF datapath on the bench cgroup (the load generator
 // runs in its child) from this process, as the agent does.
-func upEBPF(e *env) ([]string, string, func(), error) {
+func upEBPF(e *env) (*running, error) {
 	const vip = "10.96.0.10"
 	cfg := proxy.Config{Mode: proxy.ModeEBPF, PinDir: filepath.Join(e.bpffs, "datapath"), CgroupPath: e.cgroup}
 	p, err := proxy.New(cfg)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, err
 	}
 	svcs, eps := service(vip)
 	if err := p.Sync(context.Background(), svcs, eps); err != nil {
 		p.Close()
 		proxy.Cleanup(cfg)
-		return nil, "", nil, err
+		return nil, err
 	}
-	t, b := vipTargets(vip)
-	return t, b, func() {
+	return vipTargets(vip, 0, func() {
 		p.Close()
 		if err := proxy.Cleanup(cfg); err != nil {
 			fmt.Fprintln(os.Stderr, "ebpf cleanup:", err)
 		}
-	}, nil
+	}), nil
 }
 
 // upUserspace runs the userspace proxier in its own process in the
 // namespace.
-func upUserspace(e *env) ([]string, string, func(), error) {
+func upUserspace(e *env) (*running, error) {
 	const vip = "10.96.0.11"
 	svcs, eps := service(vip)
 	c, stdout, stdin, err := e.start("userspace", userspaceArgs{Services: svcs, Endpoints: eps, CPUProfile: userspaceProfile}, false)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, err
 	}
 	if err := readyLine(c, stdout); err != nil {
 		c.stop()
-		return nil, "", nil, err
+		return nil, err
 	}
-	t, b := vipTargets(vip)
-	return t, b, func() {
+	return vipTargets(vip, c.cmd.Process.Pid, func() {
 		stdin.Close() // a clean exit writes the profile
 		select {
 		case <-c.exited:
 		case <-time.After(5 * time.Second):
 			c.stop()
 		}
-	}, nil
+	}), nil
 }
 
 // userspaceProfile is -cpuprofile-userspace.
@@ -148,7 +153,7 @@ backend bulk
 // upHAProxy runs Debian's haproxy in tcp mode on a VIP made local with a
 // local route (as the userspace proxier's are), round-robin over the same
 // backends.
-func upHAProxy(e *env) ([]string, string, func(), error) {
+func upHAProxy(e *env) (*running, error) {
 	const vip = "10.96.0.12"
 	var httpServers, bulkServers []string
 	for i, b := range backendAddrs {
@@ -158,16 +163,16 @@ func upHAProxy(e *env) ([]string, string, func(), error) {
 	cfg := strings.NewReplacer("{{VIP}}", vip, "{{HTTP}}", strings.Join(httpServers, "\n"), "{{BULK}}", strings.Join(bulkServers, "\n")).Replace(haproxyConfig)
 	dir, err := os.MkdirTemp("", e.name+"-haproxy")
 	if err != nil {
-		return nil, "", nil, err
+		return nil, err
 	}
 	path := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		return nil, "", nil, err
+		return nil, err
 	}
 	e.mustRun("ip", "route", "add", "local", vip+"/32", "dev", "lo", "table", "local")
 	c, err := e.startDaemon("haproxy", "-f", path, "-db")
 	if err != nil {
-		return nil, "", nil, err
+		return nil, err
 	}
 	down := func() {
 		c.stop()
@@ -176,10 +181,9 @@ func upHAProxy(e *env) ([]string, string, func(), error) {
 	}
 	if err := e.waitListening(netip.MustParseAddrPort(vip+":80"), c); err != nil {
 		down()
-		return nil, "", nil, err
+		return nil, err
 	}
-	t, b := vipTargets(vip)
-	return t, b, down, nil
+	return vipTargets(vip, c.cmd.Process.Pid, down), nil
 }
 
 // waitListening waits until addr accepts a connection made inside the
@@ -216,7 +220,7 @@ func (e *env) waitListening(addr netip.AddrPort, c *child) error {
 // KUBE-SVC-* with statistic random -> KUBE-SEP-* DNAT) in the bench
 // namespace's nat table, hooked from OUTPUT, for a VIP with a local route
 // (a route the connect can take before the DNAT).
-func upIPTables(e *env) ([]string, string, func(), error) {
+func upIPTables(e *env) (*running, error) {
 	const vip = "10.96.0.13"
 	e.mustRun("ip", "route", "add", "local", vip+"/32", "dev", "lo", "table", "local")
 	var b strings.Builder
@@ -236,15 +240,14 @@ func upIPTables(e *env) ([]string, string, func(), error) {
 	}
 	b.WriteString(strings.Join(rules, "\n") + "\nCOMMIT\n")
 	if _, err := e.run(strings.NewReader(b.String()), "iptables-restore", "--noflush"); err != nil {
-		return nil, "", nil, err
+		return nil, err
 	}
 	down := func() {
 		e.run(nil, "iptables", "-t", "nat", "-F")
 		e.run(nil, "iptables", "-t", "nat", "-X")
 		e.run(nil, "ip", "route", "del", "local", vip+"/32", "dev", "lo", "table", "local")
 	}
-	t, bt := vipTargets(vip)
-	return t, bt, down, nil
+	return vipTargets(vip, 0, down), nil
 }
 
 // sepRules declares the endpoint chains of one service port in b and

@@ -149,6 +149,8 @@ type loadResult struct {
 	P50, P99 time.Duration
 	Errors   int
 	FirstErr string
+	// CPU is the load generator's own CPU time in its window.
+	CPU time.Duration
 }
 
 var request = []byte("GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
@@ -159,6 +161,11 @@ func loadMain(raw []byte) error {
 		return err
 	}
 	var next atomic.Uint64
+	cpuAtStart := make(chan time.Duration, 1)
+	go func() {
+		time.Sleep(a.Warmup)
+		cpuAtStart <- selfCPU()
+	}()
 	bufs := sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
 	res := load.Run(context.Background(), load.Config{Workers: a.Workers, Warmup: a.Warmup, Duration: a.Duration},
 		func(ctx context.Context, worker, seq int) error {
@@ -194,7 +201,8 @@ func loadMain(raw []byte) error {
 			}
 			return nil
 		})
-	out := loadResult{Requests: res.Ops, Seconds: res.Window.Seconds(), P50: res.Percentile(0.5), P99: res.Percentile(0.99), Errors: res.Errors}
+	out := loadResult{Requests: res.Ops, Seconds: res.Window.Seconds(), P50: res.Percentile(0.5), P99: res.Percentile(0.99), Errors: res.Errors,
+		CPU: selfCPU() - <-cpuAtStart}
 	if res.FirstErr != nil {
 		out.FirstErr = res.FirstErr.Error()
 	}
@@ -285,4 +293,13 @@ func userspaceMain(raw []byte) error {
 	fmt.Println("ready")
 	_, err = io.Copy(io.Discard, bufio.NewReader(os.Stdin))
 	return err
+}
+
+// selfCPU is the process's user+system CPU time so far.
+func selfCPU() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -132,12 +132,50 @@ func splice(f *tcpFlow) {
 }
 
 func pipe(f *tcpFlow, dst, src *net.TCPConn, ended *atomic.Int32) {
-	if _, err := io.Copy(dst, src); err != nil {
+	if err := relay(dst, src); err != nil {
 		f.close()
 		return
 	}
 	if ended.Add(1) == 1 {
 		dst.CloseWrite()
+	}
+}
+
+// bufSize is the copy buffer of a direction while its reads are small.
+const bufSize = 16 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+// relay copies src to dst until EOF. Small reads (requests, replies) go
+// through a pooled buffer with read and write; once a read fills the
+// buffer the transfer is bulk and the rest is spliced (io.Copy between
+// two *net.TCPConn uses splice(2): the data never enters user space).
+// Splicing a few hundred bytes costs more than copying them: two splice
+// calls and a pipe against a read and a write.
+func relay(dst, src *net.TCPConn) error {
+	bp := bufPool.Get().(*[]byte)
+	buf := *bp
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				bufPool.Put(bp)
+				return werr
+			}
+		}
+		if err == io.EOF {
+			bufPool.Put(bp)
+			return nil
+		}
+		if err != nil {
+			bufPool.Put(bp)
+			return err
+		}
+		if n == len(buf) {
+			bufPool.Put(bp)
+			_, err := io.Copy(dst, src)
+			return err
+		}
 	}
 }
 
