@@ -126,7 +126,7 @@ func Open(cfg Config) (*Datapath, error) {
 		d.closeHandles()
 		return nil, err
 	}
-	d.stale, err = openStaleFlows(d.objs.SkiffRevnat, false)
+	d.stale, err = openStaleFlows(d.objs.SkiffSockrev, false)
 	if err != nil {
 		d.log.Info("bpf: stale-flow cleanup unavailable; sockets to removed backends stay until they fail", "err", err)
 	} else {

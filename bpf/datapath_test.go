@@ -115,8 +115,17 @@ func TestUDP(t *testing.T) {
 			t.Errorf("%s: 30 tries reached %v, want 3 backends", op, seen)
 		}
 	}
+	// A socket connected through the service and then straight to its
+	// backend sees the backend as its peer again.
+	resp := c.do(request{Op: "udpreconnect", Addr: "10.96.0.53:53"})
+	if len(resp.Errs) != 2 || resp.Errs[0] != "" || resp.Errs[1] != "" {
+		t.Fatalf("udpreconnect: %+v", resp)
+	}
+	if resp.Peers[0] != "10.96.0.53:53" || resp.Peers[1] != resp.Backends[0] || resp.Backends[1] != resp.Backends[0] {
+		t.Errorf("reconnected to the backend: peers %v, backends %v; want the VIP, then the backend", resp.Peers, resp.Backends)
+	}
 	// A TCP service on the same VIP and port is another service.
-	resp := c.do(request{Op: "tcp", Addr: "10.96.0.53:53", N: 1})
+	resp = c.do(request{Op: "tcp", Addr: "10.96.0.53:53", N: 1})
 	if resp.Errs[0] == "" {
 		t.Errorf("TCP to a UDP-only service was translated (reached %s)", resp.Backends[0])
 	}

@@ -59,6 +59,14 @@ struct {
 } skiff_affinity SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SKIFF_MAX_REVNAT);
+	__type(key, struct revnat_key);
+	__type(value, struct revnat_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} skiff_revnat SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, SKIFF_MAX_SERVICES);
 	__type(key, __u32);
@@ -162,6 +170,17 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u32 vip, __u16
 	if (!pick(ctx, svc, be))
 		return 0;
 
+	if (!datagram) {
+		struct sock_revnat *r = bpf_sk_storage_get(&skiff_sockrev, ctx->sk, 0,
+							   BPF_SK_STORAGE_GET_F_CREATE);
+		if (r) {
+			r->addr = be->addr;
+			r->port = be->port;
+			r->vip = vip;
+			r->vport = port;
+		}
+		return 1;
+	}
 	struct revnat_key rkey = {
 		.cookie = bpf_get_socket_cookie(ctx),
 		.addr = be->addr,
@@ -173,6 +192,16 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u32 vip, __u16
 	};
 	bpf_map_update_elem(&skiff_revnat, &rkey, &rval, BPF_ANY);
 	return 1;
+}
+
+/* A UDP socket connected through a service before is being connected
+ * elsewhere: forget the old translation. */
+static __always_inline void forget(struct bpf_sock_addr *ctx, __u8 proto, int datagram)
+{
+	if (proto != SKIFF_PROTO_UDP || datagram)
+		return;
+	if (bpf_sk_storage_get(&skiff_sockrev, ctx->sk, 0, 0))
+		bpf_sk_storage_delete(&skiff_sockrev, ctx->sk);
 }
 
 static __always_inline __u8 proto_of(struct bpf_sock_addr *ctx)
@@ -188,8 +217,10 @@ static __always_inline int xlate4(struct bpf_sock_addr *ctx, __u8 proto, int dat
 {
 	struct backend_value be = {};
 	int ret = translate(ctx, ctx->user_ip4, (__u16)ctx->user_port, proto, datagram, &be);
-	if (ret < 0)
+	if (ret < 0) {
+		forget(ctx, proto, datagram);
 		return 1;
+	}
 	if (ret == 0)
 		return refuse();
 	ctx->user_ip4 = be.addr;
@@ -206,12 +237,16 @@ static __always_inline int v4mapped(struct bpf_sock_addr *ctx)
 
 static __always_inline int xlate6(struct bpf_sock_addr *ctx, __u8 proto, int datagram)
 {
-	if (!v4mapped(ctx))
+	if (!v4mapped(ctx)) {
+		forget(ctx, proto, datagram);
 		return 1;
+	}
 	struct backend_value be = {};
 	int ret = translate(ctx, ctx->user_ip6[3], (__u16)ctx->user_port, proto, datagram, &be);
-	if (ret < 0)
+	if (ret < 0) {
+		forget(ctx, proto, datagram);
 		return 1;
+	}
 	if (ret == 0)
 		return refuse();
 	ctx->user_ip6[3] = be.addr;
@@ -249,36 +284,51 @@ int skiff_sendmsg6(struct bpf_sock_addr *ctx)
 	return xlate6(ctx, SKIFF_PROTO_UDP, 1);
 }
 
-/* The VIP that backend addr:port stands for on this socket, or NULL. */
-static __always_inline struct revnat_value *reverse(struct bpf_sock_addr *ctx, __u32 addr)
+/* The VIP that backend addr:port stands for on this socket: 1 with *vip
+ * and *vport set, else 0. */
+static __always_inline int reverse(struct bpf_sock_addr *ctx, __u32 addr, __u32 *vip, __u16 *vport)
 {
+	__u16 port = (__u16)ctx->user_port;
+	struct sock_revnat *r = bpf_sk_storage_get(&skiff_sockrev, ctx->sk, 0, 0);
+	if (r && r->addr == addr && r->port == port) {
+		*vip = r->vip;
+		*vport = r->vport;
+		return 1;
+	}
 	struct revnat_key rkey = {
 		.cookie = bpf_get_socket_cookie(ctx),
 		.addr = addr,
-		.port = (__u16)ctx->user_port,
+		.port = port,
 	};
-	return bpf_map_lookup_elem(&skiff_revnat, &rkey);
+	struct revnat_value *rval = bpf_map_lookup_elem(&skiff_revnat, &rkey);
+	if (!rval)
+		return 0;
+	*vip = rval->vip;
+	*vport = rval->port;
+	return 1;
 }
 
 /* Show the VIP instead of the backend it was translated to. */
 static __always_inline void restore4(struct bpf_sock_addr *ctx)
 {
-	struct revnat_value *rval = reverse(ctx, ctx->user_ip4);
-	if (!rval)
+	__u32 vip;
+	__u16 vport;
+	if (!reverse(ctx, ctx->user_ip4, &vip, &vport))
 		return;
-	ctx->user_ip4 = rval->vip;
-	ctx->user_port = rval->port;
+	ctx->user_ip4 = vip;
+	ctx->user_port = vport;
 }
 
 static __always_inline void restore6(struct bpf_sock_addr *ctx)
 {
+	__u32 vip;
+	__u16 vport;
 	if (!v4mapped(ctx))
 		return;
-	struct revnat_value *rval = reverse(ctx, ctx->user_ip6[3]);
-	if (!rval)
+	if (!reverse(ctx, ctx->user_ip6[3], &vip, &vport))
 		return;
-	ctx->user_ip6[3] = rval->vip;
-	ctx->user_port = rval->port;
+	ctx->user_ip6[3] = vip;
+	ctx->user_port = vport;
 }
 
 SEC("cgroup/recvmsg4")

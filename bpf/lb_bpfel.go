@@ -72,6 +72,16 @@ type lbRevnatValue struct {
 	Pad  uint16
 }
 
+type lbSockRevnat struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Pad   uint16
+	Vip   uint32
+	Vport uint16
+	Pad2  uint16
+}
+
 type lbSvcKey struct {
 	_     structs.HostLayout
 	Vip   uint32
@@ -100,6 +110,7 @@ const (
 	lbMapSkiffMembers       = "skiff_members"
 	lbMapSkiffRevnat        = "skiff_revnat"
 	lbMapSkiffServices      = "skiff_services"
+	lbMapSkiffSockrev       = "skiff_sockrev"
 	lbProgSkiffConnect4     = "skiff_connect4"
 	lbProgSkiffConnect6     = "skiff_connect6"
 	lbProgSkiffGetpeername4 = "skiff_getpeername4"
@@ -172,6 +183,7 @@ type lbMapSpecs struct {
 	SkiffMembers  *ebpf.MapSpec `ebpf:"skiff_members"`
 	SkiffRevnat   *ebpf.MapSpec `ebpf:"skiff_revnat"`
 	SkiffServices *ebpf.MapSpec `ebpf:"skiff_services"`
+	SkiffSockrev  *ebpf.MapSpec `ebpf:"skiff_sockrev"`
 }
 
 // lbVariableSpecs contains global variables before they are loaded into the kernel.
@@ -206,6 +218,7 @@ type lbMaps struct {
 	SkiffMembers  *ebpf.Map `ebpf:"skiff_members"`
 	SkiffRevnat   *ebpf.Map `ebpf:"skiff_revnat"`
 	SkiffServices *ebpf.Map `ebpf:"skiff_services"`
+	SkiffSockrev  *ebpf.Map `ebpf:"skiff_sockrev"`
 }
 
 func (m *lbMaps) Close() error {
@@ -216,6 +229,7 @@ func (m *lbMaps) Close() error {
 		m.SkiffMembers,
 		m.SkiffRevnat,
 		m.SkiffServices,
+		m.SkiffSockrev,
 	)
 }
 

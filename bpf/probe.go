@@ -45,25 +45,25 @@ func Probe() (Features, error) {
 	defer coll.Close()
 
 	var f Features
-	if s, err := probeStale(coll.Maps["skiff_revnat"]); err == nil {
+	if s, err := probeStale(coll.Maps["skiff_sockrev"]); err == nil {
 		f.SockDestroy = true
 		s.Close()
 	}
 	return f, nil
 }
 
-func probeStale(revnat *ebpf.Map) (*staleFlows, error) {
-	if revnat == nil {
-		return nil, errors.New("no reverse map")
+func probeStale(sockrev *ebpf.Map) (*staleFlows, error) {
+	if sockrev == nil {
+		return nil, errors.New("no socket storage map")
 	}
-	return openStaleFlows(revnat, true)
+	return openStaleFlows(sockrev, true)
 }
 
 // shrink makes spec's maps tiny and unpinned, for a load that only probes.
 func shrink(spec *ebpf.CollectionSpec) {
 	for _, m := range spec.Maps {
 		m.Pinning = ebpf.PinNone
-		if m.Type != ebpf.Array {
+		if m.Type != ebpf.Array && m.Type != ebpf.SkStorage {
 			m.MaxEntries = 1
 		}
 	}

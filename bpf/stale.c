@@ -5,9 +5,9 @@
  * Stale-flow cleanup: socket iterators that destroy the sockets still
  * connected to a backend that left its service, so the client gets an
  * error and reconnects (to a live backend) instead of talking into the
- * void. Only sockets the load balancer translated count: the reverse map
- * (keyed by socket cookie) must name the service, which skiff_stale lists
- * together with the departed backend. Needs bpf_sock_destroy (Linux 6.5);
+ * void. Only sockets the load balancer translated count: their storage
+ * (skiff_sockrev) must name the service, which skiff_stale lists together
+ * with the departed backend. Needs bpf_sock_destroy (Linux 6.5);
  * the loader probes it by loading this object, which is optional.
  *
  * An iterator walks the sockets of the network namespace it was created
@@ -39,36 +39,31 @@ struct {
 	__type(value, __u64);
 } skiff_destroyed SEC(".maps");
 
-static __always_inline void destroy_if_stale(struct sock_common *sk, __u8 proto)
+/* skc is the socket, sk the same as a full struct sock (for its storage). */
+static __always_inline void destroy_if_stale(struct sock_common *skc, struct sock *sk, __u8 proto)
 {
 	/* IPv4 sockets, and IPv6 ones connected to an IPv4-mapped address
 	 * (their skc_daddr is the IPv4 peer). A native IPv6 socket has no
-	 * reverse entry for its skc_daddr, so the lookup below skips it. */
-	if (sk->skc_family != SKIFF_AF_INET && sk->skc_family != SKIFF_AF_INET6)
+	 * translation, so the lookup below skips it. */
+	if (skc->skc_family != SKIFF_AF_INET && skc->skc_family != SKIFF_AF_INET6)
 		return;
-
-	struct revnat_key rkey = {
-		.cookie = bpf_get_socket_cookie(sk),
-		.addr = sk->skc_daddr,
-		.port = sk->skc_dport,
-	};
-	if (rkey.addr == 0)
-		return; /* not connected */
-	struct revnat_value *rval = bpf_map_lookup_elem(&skiff_revnat, &rkey);
-	if (!rval)
+	struct sock_revnat *r = bpf_sk_storage_get(&skiff_sockrev, sk, 0, 0);
+	if (!r)
 		return; /* not translated by skiff */
+	if (r->addr != skc->skc_daddr || r->port != skc->skc_dport)
+		return; /* connected elsewhere since */
 
 	struct stale_key skey = {
-		.vip = rval->vip,
-		.vport = rval->port,
-		.addr = rkey.addr,
-		.port = rkey.port,
+		.vip = r->vip,
+		.vport = r->vport,
+		.addr = r->addr,
+		.port = r->port,
 		.proto = proto,
 	};
 	if (!bpf_map_lookup_elem(&skiff_stale, &skey))
 		return;
 
-	if (bpf_sock_destroy(sk) == 0) {
+	if (bpf_sock_destroy(skc) == 0) {
 		__u32 zero = 0;
 		__u64 *n = bpf_map_lookup_elem(&skiff_destroyed, &zero);
 		if (n)
@@ -79,15 +74,18 @@ static __always_inline void destroy_if_stale(struct sock_common *sk, __u8 proto)
 SEC("iter/tcp")
 int skiff_destroy_tcp(struct bpf_iter__tcp *ctx)
 {
-	struct sock_common *sk = ctx->sk_common;
-	if (!sk)
+	struct sock_common *skc = ctx->sk_common;
+	if (!skc)
 		return 0;
 	/* Listeners are not flows; time-wait and request sockets are not full
 	 * sockets and cannot be destroyed. */
-	unsigned char state = sk->skc_state;
+	unsigned char state = skc->skc_state;
 	if (state == SKIFF_TCP_LISTEN || state == SKIFF_TCP_TIME_WAIT || state == SKIFF_TCP_NEW_SYN_RECV)
 		return 0;
-	destroy_if_stale(sk, SKIFF_PROTO_TCP);
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	destroy_if_stale(skc, (struct sock *)tp, SKIFF_PROTO_TCP);
 	return 0;
 }
 
@@ -97,6 +95,6 @@ int skiff_destroy_udp(struct bpf_iter__udp *ctx)
 	struct udp_sock *udp = ctx->udp_sk;
 	if (!udp)
 		return 0;
-	destroy_if_stale((struct sock_common *)udp, SKIFF_PROTO_UDP);
+	destroy_if_stale((struct sock_common *)udp, (struct sock *)udp, SKIFF_PROTO_UDP);
 	return 0;
 }

@@ -20,10 +20,10 @@ type staleFlows struct {
 	tcp, udp *link.Iter
 }
 
-// openStaleFlows loads stale.c over the datapath's reverse map (tiny maps
-// when probing). It fails on kernels without bpf_sock_destroy or socket
-// iterators.
-func openStaleFlows(revnat *ebpf.Map, probing bool) (*staleFlows, error) {
+// openStaleFlows loads stale.c over the datapath's connected sockets'
+// reverse translations (tiny maps when probing). It fails on kernels
+// without bpf_sock_destroy or socket iterators.
+func openStaleFlows(sockrev *ebpf.Map, probing bool) (*staleFlows, error) {
 	spec, err := loadStale()
 	if err != nil {
 		return nil, err
@@ -32,7 +32,7 @@ func openStaleFlows(revnat *ebpf.Map, probing bool) (*staleFlows, error) {
 		shrink(spec)
 	}
 	s := &staleFlows{}
-	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"skiff_revnat": revnat}}
+	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"skiff_sockrev": sockrev}}
 	if err := spec.LoadAndAssign(&s.objs, opts); err != nil {
 		return nil, fmt.Errorf("load socket iterators: %w", err)
 	}

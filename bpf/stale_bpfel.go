@@ -13,19 +13,14 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type staleRevnatKey struct {
-	_      structs.HostLayout
-	Cookie uint64
-	Addr   uint32
-	Port   uint16
-	Pad    uint16
-}
-
-type staleRevnatValue struct {
-	_    structs.HostLayout
-	Vip  uint32
-	Port uint16
-	Pad  uint16
+type staleSockRevnat struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Pad   uint16
+	Vip   uint32
+	Vport uint16
+	Pad2  uint16
 }
 
 type staleStaleKey struct {
@@ -43,7 +38,7 @@ type staleStaleKey struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	staleMapSkiffDestroyed   = "skiff_destroyed"
-	staleMapSkiffRevnat      = "skiff_revnat"
+	staleMapSkiffSockrev     = "skiff_sockrev"
 	staleMapSkiffStale       = "skiff_stale"
 	staleProgSkiffDestroyTcp = "skiff_destroy_tcp"
 	staleProgSkiffDestroyUdp = "skiff_destroy_udp"
@@ -100,7 +95,7 @@ type staleProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type staleMapSpecs struct {
 	SkiffDestroyed *ebpf.MapSpec `ebpf:"skiff_destroyed"`
-	SkiffRevnat    *ebpf.MapSpec `ebpf:"skiff_revnat"`
+	SkiffSockrev   *ebpf.MapSpec `ebpf:"skiff_sockrev"`
 	SkiffStale     *ebpf.MapSpec `ebpf:"skiff_stale"`
 }
 
@@ -131,14 +126,14 @@ func (o *staleObjects) Close() error {
 // It can be passed to loadStaleObjects or ebpf.CollectionSpec.LoadAndAssign.
 type staleMaps struct {
 	SkiffDestroyed *ebpf.Map `ebpf:"skiff_destroyed"`
-	SkiffRevnat    *ebpf.Map `ebpf:"skiff_revnat"`
+	SkiffSockrev   *ebpf.Map `ebpf:"skiff_sockrev"`
 	SkiffStale     *ebpf.Map `ebpf:"skiff_stale"`
 }
 
 func (m *staleMaps) Close() error {
 	return _StaleClose(
 		m.SkiffDestroyed,
-		m.SkiffRevnat,
+		m.SkiffSockrev,
 		m.SkiffStale,
 	)
 }

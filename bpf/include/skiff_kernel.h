@@ -36,6 +36,8 @@ struct udp_sock {
 	struct inet_sock inet;
 } __attribute__((preserve_access_index));
 
+struct tcp_sock; /* only passed on, from bpf_skc_to_tcp_sock */
+
 struct bpf_iter_meta {
 	void *seq;
 	__u64 session_id;

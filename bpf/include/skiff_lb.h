@@ -84,8 +84,22 @@ struct affinity_value {
 	__u16 pad;
 };
 
-/* Reverse translation: what a socket (cookie) sees as its peer when the
- * kernel reports the backend (addr, port). */
+/* Reverse translation of a connect()ed socket (TCP, connected UDP), in
+ * the socket's own storage: it lives exactly as long as the socket, so no
+ * churn of other connections can evict it (the stale-flow cleanup and
+ * getpeername of a long-lived connection depend on it). */
+struct sock_revnat {
+	__u32 addr; /* the backend the socket is connected to */
+	__u16 port;
+	__u16 pad;
+	__u32 vip; /* the service it asked for */
+	__u16 vport;
+	__u16 pad2;
+};
+
+/* Reverse translation of unconnected UDP datagrams: what a socket (cookie)
+ * sees as the source of a reply from the backend (addr, port). One socket
+ * may talk to several services, so this is a map keyed by both. */
 struct revnat_key {
 	__u64 cookie;
 	__u32 addr;
