@@ -121,3 +121,17 @@ func TestInNamespaceRefusesTheHost(t *testing.T) {
 		t.Errorf("inNamespace with a namespace that does not exist: no error")
 	}
 }
+
+func TestShimSocket(t *testing.T) {
+	for _, tc := range []struct{ cmdline, want string }{
+		// Checked against a live shim: the file containerd 1.6 creates.
+		{"/usr/bin/containerd-shim-runc-v2 -namespace skiff-bench-1 -id abc -address /tmp/d/containerd.sock",
+			"/run/containerd/s/4cc23eabc3c0654cc9747954462af1276db7b4e7c30b8380266e44dada199f7e"},
+		{"/usr/bin/containerd-shim-runc-v2 -id abc -address /tmp/d/containerd.sock", ""},
+		{"/usr/bin/containerd-shim-runc-v2 -namespace n -id", ""},
+	} {
+		if got := shimSocket(tc.cmdline); got != tc.want {
+			t.Errorf("shimSocket(%q) = %q, want %q", tc.cmdline, got, tc.want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -180,10 +181,14 @@ func (s sandbox) cleanup(keep bool) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	// Shims of this run's containerd name its socket, under s.dir.
+	// Shims of this run's containerd name its socket, under s.dir. A
+	// killed shim leaves its socket behind in /run/containerd/s.
 	for _, p := range scanProcs() {
 		if strings.Contains(p.cmdline, "containerd-shim") && strings.Contains(p.cmdline, s.dir) {
 			_ = syscall.Kill(p.pid, syscall.SIGKILL)
+			if sock := shimSocket(p.cmdline); sock != "" {
+				_ = os.Remove(sock)
+			}
 		}
 	}
 	// The eBPF datapath's pins (maps, and the links that keep its programs
@@ -217,6 +222,26 @@ func (s sandbox) cleanup(keep bool) {
 		_ = syscall.Unmount(m, syscall.MNT_DETACH)
 	}
 	_ = os.RemoveAll(s.dir)
+}
+
+// shimSocket is the socket a runc v2 shim listens on, from its command
+// line (-namespace NS -id ID -address CONTAINERD): containerd names it
+// /run/containerd/s/<sha256 of CONTAINERD/NS/ID>.
+func shimSocket(cmdline string) string {
+	f := strings.Fields(cmdline)
+	arg := func(name string) string {
+		for i := 0; i+1 < len(f); i++ {
+			if f[i] == name {
+				return f[i+1]
+			}
+		}
+		return ""
+	}
+	ns, id, addr := arg("-namespace"), arg("-id"), arg("-address")
+	if ns == "" || id == "" || addr == "" {
+		return ""
+	}
+	return fmt.Sprintf("/run/containerd/s/%x", sha256.Sum256([]byte(filepath.Join(addr, ns, id))))
 }
 
 // removeStale cleans up after earlier runs that crashed: every
