@@ -59,12 +59,13 @@ func probeStale(sockrev *ebpf.Map) (*staleFlows, error) {
 	return openStaleFlows(sockrev, true)
 }
 
-// shrink makes spec's maps tiny and unpinned, for a load that only probes.
+// shrink makes spec's maps small and unpinned, for a load that only
+// probes. (An LRU map wants room for each CPU's free list.)
 func shrink(spec *ebpf.CollectionSpec) {
 	for _, m := range spec.Maps {
 		m.Pinning = ebpf.PinNone
 		if m.Type != ebpf.Array && m.Type != ebpf.SkStorage {
-			m.MaxEntries = 1
+			m.MaxEntries = min(m.MaxEntries, 256)
 		}
 	}
 }

@@ -125,7 +125,11 @@ func (d *Datapath) destroyStale(stale []staleStaleKey) (int, error) {
 	}
 	var errs []error
 	for _, ns := range namespaces {
-		if err := inNetns(ns, func() error { return runIters(iters) }); err != nil {
+		err := inNetns(ns, func() error { return runIters(iters) })
+		if errors.Is(err, os.ErrNotExist) {
+			continue // the namespace went away (its pod was deleted): no sockets left there
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("bpf: stale flows in %s: %w", nsName(ns), err))
 		}
 	}
