@@ -15,7 +15,7 @@ func (d *Datapath) Counters() (map[ServiceKey]Counters, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		return nil, errClosed
+		return nil, ErrClosed
 	}
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {

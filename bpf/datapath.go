@@ -291,7 +291,7 @@ func (d *Datapath) ProgramStats() (map[string]ProgramStats, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		return nil, errClosed
+		return nil, ErrClosed
 	}
 	out := make(map[string]ProgramStats, len(attachments))
 	for _, a := range attachments {

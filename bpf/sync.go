@@ -46,7 +46,7 @@ func (d *Datapath) Sync(services []Service) (SyncStats, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		return SyncStats{}, errClosed
+		return SyncStats{}, ErrClosed
 	}
 	d.epoch++
 	var (
@@ -121,7 +121,7 @@ func (d *Datapath) Upsert(services ...Service) (SyncStats, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		return SyncStats{}, errClosed
+		return SyncStats{}, ErrClosed
 	}
 	var (
 		stats SyncStats
@@ -146,7 +146,7 @@ func (d *Datapath) Remove(keys ...ServiceKey) (SyncStats, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		return SyncStats{}, errClosed
+		return SyncStats{}, ErrClosed
 	}
 	var (
 		stats SyncStats
@@ -172,7 +172,8 @@ func (d *Datapath) Remove(keys ...ServiceKey) (SyncStats, error) {
 	return stats, errors.Join(errs...)
 }
 
-var errClosed = errors.New("bpf: datapath closed")
+// ErrClosed is returned by the methods of a closed Datapath.
+var ErrClosed = errors.New("bpf: datapath closed")
 
 // lookup returns how k is programmed, or nil.
 func (d *Datapath) lookup(k ServiceKey) *programmed {
