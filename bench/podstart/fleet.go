@@ -135,7 +135,7 @@ func (f *fleetResult) print(o options) {
 	if o.fleetProbe > 0 {
 		probe = fmt.Sprintf("readiness probe every %v", o.fleetProbe)
 	}
-	fmt.Printf("# %d pods on one node: one Deployment (cpu 10m, memory 8Mi, %s), load %s before;\n", f.pods, probe, f.loadStart)
+	fmt.Printf("# %d pods on one node: one Deployment (cpu 10m, memory 8Mi, %s), load %s before; busy %% includes the node's own processes\n", f.pods, probe, f.loadStart)
 	fmt.Printf("#   containerd alone: %d containers (plain, as above) started at once, one goroutine each\n", f.pods)
 	fmt.Printf("# %-28s %9s %9s %9s %9s %8s\n", "", "all s", "p50 s", "p99 s", "max s", "busy %")
 	fmt.Printf("  %-28s %9.2f %9.2f %9.2f %9.2f %8.0f\n", "skiff: create → Ready", f.allReady.Seconds(), f.perPod.p50.Seconds(), f.perPod.p99.Seconds(), f.perPod.max.Seconds(), f.startBusy)

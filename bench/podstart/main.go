@@ -105,6 +105,9 @@ func run(ctx context.Context, r *cluster.Reaper, o options, sb sandbox) error {
 	fmt.Printf("# node %s Ready; runtime %s, containerd namespace %s (baseline: %s), pods' cgroups under %s\n",
 		n.name, base.containerdVersion(ctx), sb.containerdNamespace(), sb.baselineNamespace(), sb.cgroupParent())
 
+	if err := printBackground(ctx, "before the starts"); err != nil {
+		return err
+	}
 	res, err := measureStarts(ctx, o, n, tr, base)
 	if err != nil {
 		return err
@@ -114,12 +117,27 @@ func run(ctx context.Context, r *cluster.Reaper, o options, sb sandbox) error {
 	if o.fleet == 0 {
 		return nil
 	}
+	if err := printBackground(ctx, "before the 100 pods"); err != nil {
+		return err
+	}
 	f, err := measureFleet(ctx, o, n, tr, base)
 	if err != nil {
 		return err
 	}
 	f.print(o)
 	fmt.Printf("# load at the end: %s\n", loadavg())
+	return nil
+}
+
+// printBackground prints how busy the machine is while the node idles:
+// the other engineers' share of the CPUs at that moment. (The busy share
+// printed for each start includes that start's own processes.)
+func printBackground(ctx context.Context, when string) error {
+	a := takeSnapshot(nil)
+	if err := sleep(ctx, 3*time.Second); err != nil {
+		return err
+	}
+	fmt.Printf("# machine busy with the node idle, 3 s %s: %.0f%% of %d CPUs (load %s)\n", when, busyPercent(a, takeSnapshot(nil)), runtime.NumCPU(), loadavg())
 	return nil
 }
 

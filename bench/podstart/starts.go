@@ -247,7 +247,7 @@ func (r *startResults) print(o options) {
 	}
 	slices.Sort(busy)
 	if len(busy) > 0 {
-		fmt.Printf("# machine busy during the starts (all variants): median %.0f%%, max %.0f%% of %d CPUs\n", busy[len(busy)/2], busy[len(busy)-1], runtime.NumCPU())
+		fmt.Printf("# machine busy during the starts (all variants; a start's own processes included): median %.0f%%, max %.0f%% of %d CPUs\n", busy[len(busy)/2], busy[len(busy)-1], runtime.NumCPU())
 	}
 	for _, v := range []variant{skiffProbe, skiffNoProbe} {
 		d := r.pick(v, total)
