@@ -234,19 +234,19 @@ func TestEBPFKill9KeepsForwarding(t *testing.T) {
 	vip := netip.AddrPortFrom(proxytest.WebVIP, 80)
 
 	first := proxytest.StartProxierProcess(t, cfg, svcs, eps)
-	long := client.OpenTCP(vip)
-	before := client.AskTCP(long)
+	long := client.OpenTCP(t, vip)
+	before := client.AskTCP(t, long)
 	if before.Err != "" {
 		t.Fatalf("long-lived connection: %s", before.Err)
 	}
-	stream := client.StartStream(vip)
+	stream := client.StartStream(t, vip)
 	time.Sleep(100 * time.Millisecond)
 	if err := first.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	first.Wait()
 	time.Sleep(300 * time.Millisecond) // no agent at all
-	if r := client.AskTCP(long); r.Err != "" || r.Backend != before.Backend {
+	if r := client.AskTCP(t, long); r.Err != "" || r.Backend != before.Backend {
 		t.Errorf("long-lived connection with no agent: backend %q err %q, want %s", r.Backend, r.Err, before.Backend)
 	}
 
@@ -259,12 +259,12 @@ func TestEBPFKill9KeepsForwarding(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond)
-	n, failed := client.StopStream(stream)
+	n, failed := client.StopStream(t, stream)
 	if len(failed) > 0 || n < 10 {
 		t.Errorf("%d of %d new connections failed across the kill and restart (first: %+v)", len(failed), n, failed)
 	}
 	t.Logf("%d new connections across kill -9 and restart, %d failed", n, len(failed))
-	if r := client.AskTCP(long); r.Err != "" || r.Backend != before.Backend {
+	if r := client.AskTCP(t, long); r.Err != "" || r.Backend != before.Backend {
 		t.Errorf("long-lived connection after the restart: backend %q err %q, want %s", r.Backend, r.Err, before.Backend)
 	}
 }

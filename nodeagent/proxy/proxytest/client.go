@@ -73,9 +73,9 @@ type response struct {
 	Err   string `json:"err,omitempty"`
 }
 
-// Client is a client process in the test namespace (and cgroup).
+// Client is a client process in the test namespace (and cgroup). Its
+// methods fail the test they are given when the client process fails.
 type Client struct {
-	t   testing.TB
 	mu  sync.Mutex
 	enc *json.Encoder
 	dec *json.Decoder
@@ -112,7 +112,7 @@ func (e *Env) StartClient(t testing.TB) *Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.NS.Do(cmd.Start); err != nil {
+	if err := e.spawn.start(cmd); err != nil {
 		t.Fatalf("start client: %v", err)
 	}
 	t.Cleanup(func() {
@@ -120,7 +120,7 @@ func (e *Env) StartClient(t testing.TB) *Client {
 		cmd.Process.Kill() // by PID: the process this test started
 		cmd.Wait()
 	})
-	c := &Client{t: t, enc: json.NewEncoder(stdin), dec: json.NewDecoder(bufio.NewReader(stdout))}
+	c := &Client{enc: json.NewEncoder(stdin), dec: json.NewDecoder(bufio.NewReader(stdout))}
 	if _, err := c.do(request{Op: "ping"}); err != nil {
 		t.Fatalf("client: %v", err)
 	}
@@ -148,79 +148,86 @@ func (c *Client) roundTrip(req request) (response, error) {
 	return resp, nil
 }
 
-func (c *Client) must(req request) []Result {
-	c.t.Helper()
+func (c *Client) nextID() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ids++
+	return c.ids
+}
+
+func (c *Client) must(t testing.TB, req request) []Result {
+	t.Helper()
 	rs, err := c.do(req)
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return rs
 }
 
 // TCP makes n connections to addr, one after another; each sends a line,
 // reads the answer and closes.
-func (c *Client) TCP(addr netip.AddrPort, n int) []Result {
-	c.t.Helper()
-	return c.must(request{Op: "tcp", Addr: addr.String(), N: n})
+func (c *Client) TCP(t testing.TB, addr netip.AddrPort, n int) []Result {
+	t.Helper()
+	return c.must(t, request{Op: "tcp", Addr: addr.String(), N: n})
 }
 
 // UDP sends n requests to addr, each from a new socket: connected (the
 // peer is getpeername) or not (the peer is the reply's source).
-func (c *Client) UDP(addr netip.AddrPort, n int, connected bool) []Result {
-	c.t.Helper()
-	return c.must(request{Op: "udp", Addr: addr.String(), N: n, Connected: connected})
+func (c *Client) UDP(t testing.TB, addr netip.AddrPort, n int, connected bool) []Result {
+	t.Helper()
+	return c.must(t, request{Op: "udp", Addr: addr.String(), N: n, Connected: connected})
 }
 
 // OpenUDP opens a long-lived connected UDP socket to addr and returns its
 // id for AskUDP.
-func (c *Client) OpenUDP(addr netip.AddrPort) int {
-	c.t.Helper()
-	c.ids++
-	c.must(request{Op: "udp-open", Addr: addr.String(), ID: c.ids})
-	return c.ids
+func (c *Client) OpenUDP(t testing.TB, addr netip.AddrPort) int {
+	t.Helper()
+	id := c.nextID()
+	c.must(t, request{Op: "udp-open", Addr: addr.String(), ID: id})
+	return id
 }
 
 // AskUDP sends a request on the long-lived socket id and waits up to
 // timeout for the answer. A socket that fails (destroyed by stale-flow
 // cleanup, say) is reconnected, as a real client would, and the failure
 // returned; the next ask uses the new socket.
-func (c *Client) AskUDP(id int, timeout time.Duration) Result {
-	c.t.Helper()
-	return c.must(request{Op: "udp-ask", ID: id, Timeout: timeout})[0]
+func (c *Client) AskUDP(t testing.TB, id int, timeout time.Duration) Result {
+	t.Helper()
+	return c.must(t, request{Op: "udp-ask", ID: id, Timeout: timeout})[0]
 }
 
 // OpenTCP opens a long-lived TCP connection to addr and returns its id
 // for AskTCP.
-func (c *Client) OpenTCP(addr netip.AddrPort) int {
-	c.t.Helper()
-	c.ids++
-	c.must(request{Op: "tcp-open", Addr: addr.String(), ID: c.ids})
-	return c.ids
+func (c *Client) OpenTCP(t testing.TB, addr netip.AddrPort) int {
+	t.Helper()
+	id := c.nextID()
+	c.must(t, request{Op: "tcp-open", Addr: addr.String(), ID: id})
+	return id
 }
 
 // AskTCP sends a line on the long-lived connection id and reads the
 // answer (no reconnect: a failure is the connection's).
-func (c *Client) AskTCP(id int) Result {
-	c.t.Helper()
-	return c.must(request{Op: "tcp-ask", ID: id})[0]
+func (c *Client) AskTCP(t testing.TB, id int) Result {
+	t.Helper()
+	return c.must(t, request{Op: "tcp-ask", ID: id})[0]
 }
 
 // StartStream starts making short TCP connections to addr, one after
 // another, in the background until StopStream.
-func (c *Client) StartStream(addr netip.AddrPort) int {
-	c.t.Helper()
-	c.ids++
-	c.must(request{Op: "stream-start", Addr: addr.String(), ID: c.ids})
-	return c.ids
+func (c *Client) StartStream(t testing.TB, addr netip.AddrPort) int {
+	t.Helper()
+	id := c.nextID()
+	c.must(t, request{Op: "stream-start", Addr: addr.String(), ID: id})
+	return id
 }
 
 // StopStream stops stream id and returns how many connections it made
 // and the failed ones.
-func (c *Client) StopStream(id int) (int, []Result) {
-	c.t.Helper()
+func (c *Client) StopStream(t testing.TB, id int) (int, []Result) {
+	t.Helper()
 	resp, err := c.roundTrip(request{Op: "stream-stop", ID: id})
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return resp.Count, resp.Results
 }

@@ -35,6 +35,8 @@ type Env struct {
 	Cgroup string
 	// ClientCgroup is Cgroup's child the clients run in.
 	ClientCgroup string
+
+	spawn *spawner // forks clients, from inside NS
 }
 
 // Options of NewEnv.
@@ -52,6 +54,12 @@ func NewEnv(t *testing.T, opts Options) *Env {
 	netnstest.Require(t)
 	RemoveStale(t)
 	env := &Env{NS: netnstest.New(t)}
+	sp, err := newSpawner(env.NS.Path)
+	if err != nil {
+		t.Fatalf("client spawner: %v", err)
+	}
+	env.spawn = sp
+	t.Cleanup(sp.stop) // after the clients' cleanups (registered later)
 	if opts.Cgroup {
 		env.Cgroup = NewCgroup(t)
 		env.ClientCgroup = filepath.Join(env.Cgroup, "clients")

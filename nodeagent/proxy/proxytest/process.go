@@ -61,7 +61,11 @@ func StartProxierProcess(t testing.TB, cfg proxy.Config, services []*api.Service
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	sp, err := processSpawner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.start(cmd); err != nil {
 		t.Fatalf("start proxier process: %v", err)
 	}
 	waited := make(chan struct{})

@@ -154,13 +154,13 @@ func (s *suite) spread(t *testing.T) {
 	syncOK(t, p, []*api.Service{web()}, []*api.Endpoints{webEndpoints(BackendAddrs...)})
 	all := names(BackendAddrs...)
 
-	if seen := backends(t, "TCP", s.client.TCP(vip(WebVIP, 80), 30), vip(WebVIP, 80)); !sameSet(seen, all) {
+	if seen := backends(t, "TCP", s.client.TCP(t, vip(WebVIP, 80), 30), vip(WebVIP, 80)); !sameSet(seen, all) {
 		t.Errorf("30 TCP connections reached %v, want all of %v", seen, all)
 	}
-	if seen := backends(t, "connected UDP", s.client.UDP(vip(WebVIP, 53), 30, true), vip(WebVIP, 53)); !sameSet(seen, all) {
+	if seen := backends(t, "connected UDP", s.client.UDP(t, vip(WebVIP, 53), 30, true), vip(WebVIP, 53)); !sameSet(seen, all) {
 		t.Errorf("30 connected UDP sockets reached %v, want all of %v", seen, all)
 	}
-	if seen := backends(t, "unconnected UDP", s.client.UDP(vip(WebVIP, 53), 30, false), vip(WebVIP, 53)); !sameSet(seen, all) {
+	if seen := backends(t, "unconnected UDP", s.client.UDP(t, vip(WebVIP, 53), 30, false), vip(WebVIP, 53)); !sameSet(seen, all) {
 		t.Errorf("30 unconnected UDP requests reached %v, want all of %v", seen, all)
 	}
 
@@ -191,13 +191,13 @@ func (s *suite) spread(t *testing.T) {
 func (s *suite) affinity(t *testing.T) {
 	p, _ := s.proxier(t)
 	syncOK(t, p, []*api.Service{WithAffinity(web(), 60)}, []*api.Endpoints{webEndpoints(BackendAddrs...)})
-	if seen := backends(t, "TCP", s.client.TCP(vip(WebVIP, 80), 20), vip(WebVIP, 80)); len(seen) != 1 {
+	if seen := backends(t, "TCP", s.client.TCP(t, vip(WebVIP, 80), 20), vip(WebVIP, 80)); len(seen) != 1 {
 		t.Errorf("with ClientIP affinity 20 TCP connections reached %v, want one backend", seen)
 	}
-	if seen := backends(t, "unconnected UDP", s.client.UDP(vip(WebVIP, 53), 20, false), vip(WebVIP, 53)); len(seen) != 1 {
+	if seen := backends(t, "unconnected UDP", s.client.UDP(t, vip(WebVIP, 53), 20, false), vip(WebVIP, 53)); len(seen) != 1 {
 		t.Errorf("with ClientIP affinity 20 UDP requests reached %v, want one backend", seen)
 	}
-	if seen := backends(t, "connected UDP", s.client.UDP(vip(WebVIP, 53), 20, true), vip(WebVIP, 53)); len(seen) != 1 {
+	if seen := backends(t, "connected UDP", s.client.UDP(t, vip(WebVIP, 53), 20, true), vip(WebVIP, 53)); len(seen) != 1 {
 		t.Errorf("with ClientIP affinity 20 connected UDP sockets reached %v, want one backend", seen)
 	}
 }
@@ -207,19 +207,19 @@ func (s *suite) affinity(t *testing.T) {
 func (s *suite) removedBackend(t *testing.T) {
 	p, _ := s.proxier(t)
 	syncOK(t, p, []*api.Service{web()}, []*api.Endpoints{webEndpoints(BackendAddrs...)})
-	backends(t, "TCP before", s.client.TCP(vip(WebVIP, 80), 3), vip(WebVIP, 80))
+	backends(t, "TCP before", s.client.TCP(t, vip(WebVIP, 80), 3), vip(WebVIP, 80))
 
 	left := BackendAddrs[:2]
 	syncOK(t, p, []*api.Service{web()}, []*api.Endpoints{webEndpoints(left...)})
-	if seen := backends(t, "TCP", s.client.TCP(vip(WebVIP, 80), 30), vip(WebVIP, 80)); !sameSet(seen, names(left...)) {
+	if seen := backends(t, "TCP", s.client.TCP(t, vip(WebVIP, 80), 30), vip(WebVIP, 80)); !sameSet(seen, names(left...)) {
 		t.Errorf("after removing %s, 30 TCP connections reached %v, want exactly %v", BackendAddrs[2], seen, names(left...))
 	}
-	if seen := backends(t, "UDP", s.client.UDP(vip(WebVIP, 53), 30, false), vip(WebVIP, 53)); !sameSet(seen, names(left...)) {
+	if seen := backends(t, "UDP", s.client.UDP(t, vip(WebVIP, 53), 30, false), vip(WebVIP, 53)); !sameSet(seen, names(left...)) {
 		t.Errorf("after removing %s, 30 UDP requests reached %v, want exactly %v", BackendAddrs[2], seen, names(left...))
 	}
 
 	syncOK(t, p, []*api.Service{web()}, []*api.Endpoints{webEndpoints(BackendAddrs...)})
-	if seen := backends(t, "TCP", s.client.TCP(vip(WebVIP, 80), 30), vip(WebVIP, 80)); !sameSet(seen, names(BackendAddrs...)) {
+	if seen := backends(t, "TCP", s.client.TCP(t, vip(WebVIP, 80), 30), vip(WebVIP, 80)); !sameSet(seen, names(BackendAddrs...)) {
 		t.Errorf("after adding %s back, 30 TCP connections reached %v, want all three", BackendAddrs[2], seen)
 	}
 }
@@ -232,8 +232,8 @@ func (s *suite) staleUDP(t *testing.T) {
 	}
 	p, _ := s.proxier(t)
 	syncOK(t, p, []*api.Service{web()}, []*api.Endpoints{webEndpoints(BackendAddrs...)})
-	id := s.client.OpenUDP(vip(WebVIP, 53))
-	first := s.client.AskUDP(id, time.Second)
+	id := s.client.OpenUDP(t, vip(WebVIP, 53))
+	first := s.client.AskUDP(t, id, time.Second)
 	if first.Err != "" {
 		t.Fatalf("first request: %s", first.Err)
 	}
@@ -250,7 +250,7 @@ func (s *suite) staleUDP(t *testing.T) {
 	syncOK(t, p, []*api.Service{web()}, []*api.Endpoints{webEndpoints(keep...)})
 	var log []string
 	for {
-		r := s.client.AskUDP(id, 100*time.Millisecond)
+		r := s.client.AskUDP(t, id, 100*time.Millisecond)
 		elapsed := time.Since(start)
 		log = append(log, fmt.Sprintf("%v: backend=%q err=%q", elapsed.Round(time.Millisecond), r.Backend, r.Err))
 		if r.Err == "" && r.Backend != first.Backend {
@@ -263,7 +263,7 @@ func (s *suite) staleUDP(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	for range 5 {
-		if r := s.client.AskUDP(id, time.Second); r.Err != "" || r.Backend == first.Backend {
+		if r := s.client.AskUDP(t, id, time.Second); r.Err != "" || r.Backend == first.Backend {
 			t.Fatalf("after moving: backend=%q err=%q", r.Backend, r.Err)
 		}
 	}
@@ -276,27 +276,27 @@ func (s *suite) noReadyBackends(t *testing.T) {
 	empty := Service("empty", EmptyVIP, httpPort, dnsPort)
 	syncOK(t, p, []*api.Service{web(), empty},
 		[]*api.Endpoints{webEndpoints(BackendAddrs...), Endpoints("empty", nil, BackendAddrs, httpPort, dnsPort)})
-	for i, r := range s.client.TCP(vip(EmptyVIP, 80), 3) {
+	for i, r := range s.client.TCP(t, vip(EmptyVIP, 80), 3) {
 		if !r.Refused || r.Elapsed > noHang {
 			t.Errorf("TCP #%d to a service without ready backends: err=%q refused=%v after %v; want refused within %v", i, r.Err, r.Refused, r.Elapsed, noHang)
 		}
 	}
-	for i, r := range s.client.UDP(vip(EmptyVIP, 53), 3, true) {
+	for i, r := range s.client.UDP(t, vip(EmptyVIP, 53), 3, true) {
 		if r.Err == "" || r.Elapsed > noHang {
 			t.Errorf("connected UDP #%d to a service without ready backends: backend=%q err=%q after %v; want an error within %v", i, r.Backend, r.Err, r.Elapsed, noHang)
 		}
 	}
 	// The other service is unaffected.
-	backends(t, "TCP to web", s.client.TCP(vip(WebVIP, 80), 3), vip(WebVIP, 80))
+	backends(t, "TCP to web", s.client.TCP(t, vip(WebVIP, 80), 3), vip(WebVIP, 80))
 }
 
 // removedService: once a service is gone, its VIP fails at once.
 func (s *suite) removedService(t *testing.T) {
 	p, _ := s.proxier(t)
 	syncOK(t, p, []*api.Service{web()}, []*api.Endpoints{webEndpoints(BackendAddrs...)})
-	backends(t, "TCP", s.client.TCP(vip(WebVIP, 80), 3), vip(WebVIP, 80))
+	backends(t, "TCP", s.client.TCP(t, vip(WebVIP, 80), 3), vip(WebVIP, 80))
 	syncOK(t, p, nil, nil)
-	for i, r := range s.client.TCP(vip(WebVIP, 80), 3) {
+	for i, r := range s.client.TCP(t, vip(WebVIP, 80), 3) {
 		if r.Err == "" || r.Elapsed > noHang {
 			t.Errorf("TCP #%d to a removed service: backend=%q err=%q after %v; want an error within %v", i, r.Backend, r.Err, r.Elapsed, noHang)
 		}
@@ -328,7 +328,7 @@ func (s *suite) manyServices(t *testing.T) {
 	}
 	all := names(BackendAddrs...)
 	for _, i := range check {
-		r := s.client.TCP(vip(vipOf(i), 80), 1)
+		r := s.client.TCP(t, vip(vipOf(i), 80), 1)
 		backends(t, fmt.Sprintf("TCP to service %d (%s)", i, vipOf(i)), r, vip(vipOf(i), 80))
 		if !slices.Contains(all, r[0].Backend) {
 			t.Fatalf("service %d answered %q, not a backend", i, r[0].Backend)
@@ -340,7 +340,7 @@ func (s *suite) manyServices(t *testing.T) {
 	eps = append(eps, Endpoints(name, BackendAddrs, nil, port))
 	took = syncOK(t, p, svcs, eps)
 	t.Logf("%s: Sync of %d services with one added took %v (full set translated and diffed)", p.Mode(), n+1, took)
-	backends(t, "TCP to the added service", s.client.TCP(vip(vipOf(n), 80), 1), vip(vipOf(n), 80))
+	backends(t, "TCP to the added service", s.client.TCP(t, vip(vipOf(n), 80), 1), vip(vipOf(n), 80))
 }
 
 // metricFamilies reads a registry.

@@ -124,3 +124,36 @@ func TestBalancerExpire(t *testing.T) {
 		t.Fatal("affinity off kept sticky entries")
 	}
 }
+
+func TestBalancerPassesOverFailed(t *testing.T) {
+	b := newBalancer([]netip.AddrPort{be1, be2}, 0)
+	b.failed(be1, t0)
+	for range 4 {
+		if be, _ := b.pick(c1, t0.Add(time.Second), nil); be != be2 {
+			t.Fatalf("picked %v while be1 is down", be)
+		}
+	}
+	// Only failed backends left: they are tried anyway.
+	b.failed(be2, t0)
+	if _, ok := b.pick(c1, t0.Add(time.Second), nil); !ok {
+		t.Fatal("no pick with every backend down")
+	}
+	// The mark lapses.
+	now := t0.Add(downFor)
+	b.expire(now)
+	seen := map[netip.AddrPort]bool{}
+	for range 2 {
+		be, _ := b.pick(c1, now, nil)
+		seen[be] = true
+	}
+	if len(seen) != 2 {
+		t.Fatalf("after the marks lapsed picks reached %v, want both", seen)
+	}
+	// A failed sticky backend is replaced.
+	s := newBalancer([]netip.AddrPort{be1, be2}, time.Hour)
+	first, _ := s.pick(c1, t0, nil)
+	s.failed(first, t0)
+	if be, _ := s.pick(c1, t0, nil); be == first {
+		t.Fatal("sticky backend kept after it failed")
+	}
+}

@@ -1,12 +1,12 @@
 package userspace
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -114,6 +114,8 @@ type Proxy struct {
 	log     *slog.Logger
 	sockets sockets
 
+	loops *loops // the TCP event loops
+
 	mu        sync.Mutex // serialises Sync and Close; guards what follows
 	vips      *vips
 	listeners map[ServiceKey]listener
@@ -147,7 +149,13 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("userspace proxy: %w", err)
 	}
+	ls, err := startLoops(runtime.GOMAXPROCS(0), cfg.NetNS, cfg.DialTimeout, cfg.Now, cfg.Logger)
+	if err != nil {
+		v.close()
+		return nil, fmt.Errorf("userspace proxy: %w", err)
+	}
 	p := &Proxy{
+		loops:     ls,
 		cfg:       cfg,
 		log:       cfg.Logger,
 		sockets:   sockets{netns: cfg.NetNS, dialTimeout: cfg.DialTimeout},
@@ -284,11 +292,6 @@ func validate(s Service) error {
 	return nil
 }
 
-// noKeepAlive listens without TCP keepalive probes on accepted
-// connections, as HAProxy does by default: the four setsockopt calls per
-// socket are a measurable share of a short connection's cost.
-var noKeepAlive = net.ListenConfig{KeepAlive: -1}
-
 // listen opens s's socket in the calling thread's namespace and starts
 // serving it.
 func (p *Proxy) listen(s Service) (listener, error) {
@@ -298,12 +301,11 @@ func (p *Proxy) listen(s Service) (listener, error) {
 	log := p.log.With("service", k.String())
 	switch s.Protocol {
 	case TCP:
-		l, err := noKeepAlive.Listen(context.Background(), "tcp4", addr.String())
+		lfd, err := listenTCP(addr)
 		if err != nil {
 			return nil, err
 		}
-		ln := l.(*net.TCPListener)
-		return startTCP(k, ln, bal, p.counters[k], p.sockets, p.cfg.Now, log, p.cfg.CloseTCP), nil
+		return startTCP(k, lfd, bal, p.counters[k], p.loops, log, p.cfg.CloseTCP)
 	default:
 		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
 		if err != nil {
@@ -342,6 +344,7 @@ func (p *Proxy) Close() error {
 	p.vips.close()
 	p.mu.Unlock()
 	<-p.done
+	p.loops.close()
 	if err != nil {
 		return fmt.Errorf("userspace proxy: close: %w", err)
 	}

@@ -418,3 +418,43 @@ func TestTCPBulkIntact(t *testing.T) {
 		t.Fatalf("echoed %d bytes, want the %d sent, intact", len(got), len(data))
 	}
 }
+
+// TestTCPConnectTimeoutNextBackend: a backend that never answers the SYN
+// costs its client the dial timeout, then the next backend serves it.
+func TestTCPConnectTimeoutNextBackend(t *testing.T) {
+	netnstest.Require(t)
+	ns := netnstest.New(t)
+	ns.IP(t, "route", "add", "10.9.9.0/24", "dev", "lo") // SYNs to 10.9.9.9 are dropped
+	live := startBackend(t, ns, netip.MustParseAddrPort("10.0.0.1:8080"))
+	dead := netip.MustParseAddrPort("10.9.9.9:8080")
+	p := newProxy(t, userspace.Config{NetNS: ns.Path, DialTimeout: 200 * time.Millisecond})
+	if err := p.Sync([]userspace.Service{{VIP: netip.MustParseAddr("10.96.0.1"), Port: 80, Protocol: userspace.TCP,
+		Backends: []netip.AddrPort{dead, live.addr}}}); err != nil {
+		t.Fatal(err)
+	}
+	slow := 0
+	for i := range 4 {
+		start := time.Now()
+		c, err := dialTCP(t, ns, "10.96.0.1:80")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ask(c)
+		c.Close()
+		took := time.Since(start)
+		if err != nil || got != live.addr.String() {
+			t.Fatalf("connection %d: %q, %v; want the live backend", i, got, err)
+		}
+		if took >= 200*time.Millisecond {
+			slow++
+		}
+		if took > 2*time.Second {
+			t.Fatalf("connection %d took %v", i, took)
+		}
+	}
+	// The first connection finds the dead backend; the next ones pass it
+	// over while it is marked down.
+	if slow != 1 {
+		t.Errorf("%d of 4 connections waited for the dial timeout, want 1", slow)
+	}
+}

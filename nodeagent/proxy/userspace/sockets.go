@@ -11,8 +11,8 @@ import (
 // sockets opens the proxy's sockets in its network namespace: a socket
 // belongs to the namespace of the thread that created it, so with NetNS
 // set every socket is created on a thread inside it (nsrun.Do); without,
-// in the caller's. Connections to backends get no TCP keepalive probes,
-// as HAProxy's default (and the accepted ones, see noKeepAlive).
+// in the caller's. (The TCP event loops' threads enter the namespace
+// for good instead.)
 type sockets struct {
 	netns       string
 	dialTimeout time.Duration
@@ -23,19 +23,6 @@ func (s sockets) in(fn func() error) error {
 		return fn()
 	}
 	return nsrun.Do(s.netns, fn)
-}
-
-func (s sockets) dialTCP(be netip.AddrPort) (*net.TCPConn, error) {
-	var c net.Conn
-	err := s.in(func() error {
-		var err error
-		c, err = (&net.Dialer{Timeout: s.dialTimeout, KeepAlive: -1}).Dial("tcp4", be.String())
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return c.(*net.TCPConn), nil
 }
 
 func (s sockets) dialUDP(be netip.AddrPort) (*net.UDPConn, error) {
