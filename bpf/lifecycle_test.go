@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -261,11 +262,12 @@ func TestTakeoverUnderTraffic(t *testing.T) {
 	e.sync(svc)
 	c := e.client()
 
+	const want = 3
+	var takeovers atomic.Int32
 	stop := make(chan struct{})
-	done := make(chan int)
+	done := make(chan struct{})
 	go func() {
-		takeovers := 0
-		defer func() { done <- takeovers }()
+		defer close(done)
 		for {
 			select {
 			case <-stop:
@@ -282,17 +284,24 @@ func TestTakeoverUnderTraffic(t *testing.T) {
 				return
 			}
 			e.dp = dp
-			takeovers++
+			takeovers.Add(1)
 		}
 	}()
-	resp := c.do(request{Op: "tcp", Addr: "10.96.0.10:80", N: 400})
+	seen := map[string]int{}
+	connections := 0
+	deadline := time.Now().Add(time.Minute)
+	for takeovers.Load() < want && time.Now().Before(deadline) {
+		for b, n := range checkAll(t, "connection", c.do(request{Op: "tcp", Addr: "10.96.0.10:80", N: 50}), "10.96.0.10:80") {
+			seen[b] += n
+		}
+		connections += 50
+	}
 	close(stop)
-	n := <-done
+	<-done
 	t.Cleanup(func() { e.dp.Close() })
-	seen := checkAll(t, "connection", resp, "10.96.0.10:80")
-	t.Logf("%d takeovers during 400 connections: %v", n, seen)
-	if n < 2 {
-		t.Errorf("only %d takeovers happened during the connections", n)
+	t.Logf("%d takeovers during %d connections: %v", takeovers.Load(), connections, seen)
+	if takeovers.Load() < want {
+		t.Errorf("only %d takeovers happened in a minute of connections", takeovers.Load())
 	}
 }
 
