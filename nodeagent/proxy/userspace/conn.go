@@ -51,18 +51,14 @@ type direction struct {
 func (d *direction) pending() bool  { return d.end > d.off || d.inPipe > 0 }
 func (d *direction) finished() bool { return d.eof && !d.pending() }
 
-func (l *loop) start(t *tcpService, cfd int, client *unix.SockaddrInet4) {
+func (l *loop) start(t *tcpService, cfd int, client netip.Addr) {
 	l.gen++
-	c := &tconn{l: l, svc: t, gen: l.gen, c: side{fd: cfd}, b: side{fd: -1}}
-	if client != nil {
-		c.client = netip.AddrFrom4(client.Addr)
-	}
+	c := &tconn{l: l, svc: t, gen: l.gen, client: client, c: side{fd: cfd}, b: side{fd: -1}}
 	c.up = direction{src: &c.c, dst: &c.b}
 	c.down = direction{src: &c.b, dst: &c.c}
-	unix.SetsockoptInt(cfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	if err := l.register(c, cfd); err != nil {
 		t.log.Warn("register client socket", "err", err)
-		unix.Close(cfd)
+		rawClose(cfd)
 		return
 	}
 	l.conns[c] = struct{}{}
@@ -80,22 +76,21 @@ func (c *tconn) connectNext() {
 			c.close(true) // as the kernel answers a port nobody listens on
 			return
 		}
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		fd, err := rawSocket()
 		if err != nil {
 			t.log.Warn("backend socket", "err", err)
 			c.close(true)
 			return
 		}
-		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-		err = unix.Connect(fd, &unix.SockaddrInet4{Addr: be.Addr().As4(), Port: int(be.Port())})
+		err = rawConnect(fd, be)
 		if err != nil && !errors.Is(err, unix.EINPROGRESS) {
-			unix.Close(fd)
+			rawClose(fd)
 			c.markFailed(be, err)
 			continue
 		}
 		c.backend, c.b = be, side{fd: fd}
 		if rerr := c.l.register(c, fd); rerr != nil {
-			unix.Close(fd)
+			rawClose(fd)
 			c.b.fd = -1
 			t.log.Warn("register backend socket", "err", rerr)
 			c.close(true)
@@ -127,7 +122,7 @@ func (c *tconn) backendFailed(err error) {
 	delete(c.l.connecting, c)
 	c.connecting = false
 	delete(c.l.fds, c.b.fd)
-	unix.Close(c.b.fd) // leaves the epoll set with it
+	rawClose(c.b.fd) // leaves the epoll set with it
 	c.b = side{fd: -1}
 	c.markFailed(c.backend, err)
 	c.connectNext()
@@ -155,11 +150,7 @@ func (c *tconn) event(fd int, ev uint32) {
 		if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) == 0 {
 			return
 		}
-		errno, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-		if err == nil && errno != 0 {
-			err = unix.Errno(errno)
-		}
-		if err != nil {
+		if err := rawSocketError(fd); err != nil {
 			c.backendFailed(err)
 			return
 		}
@@ -212,7 +203,7 @@ func (c *tconn) flow(d *direction) bool {
 			if !d.dst.writable {
 				return true
 			}
-			n, err := unix.Splice(d.pipe[0], nil, d.dst.fd, nil, d.inPipe, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+			n, err := rawSplice(d.pipe[0], d.dst.fd, d.inPipe)
 			if errors.Is(err, unix.EAGAIN) {
 				d.dst.writable = false
 				return true
@@ -220,14 +211,14 @@ func (c *tconn) flow(d *direction) bool {
 			if err != nil && !errors.Is(err, unix.EINTR) {
 				return false
 			}
-			d.inPipe -= int(n)
+			d.inPipe -= n
 			continue
 		}
 		if d.end > d.off {
 			if !d.dst.writable {
 				return true
 			}
-			n, err := unix.Write(d.dst.fd, (*d.buf)[d.off:d.end])
+			n, err := rawWrite(d.dst.fd, (*d.buf)[d.off:d.end])
 			if errors.Is(err, unix.EAGAIN) {
 				d.dst.writable = false
 				return true
@@ -251,7 +242,7 @@ func (c *tconn) flow(d *direction) bool {
 			// Half-close the destination, unless the other direction
 			// is done too: then the close that follows sends the FIN.
 			if !d.shut && !other.finished() {
-				unix.Shutdown(d.dst.fd, unix.SHUT_WR)
+				rawShutdown(d.dst.fd, unix.SHUT_WR)
 			}
 			d.shut = true
 			d.release()
@@ -262,7 +253,7 @@ func (c *tconn) flow(d *direction) bool {
 		}
 		// Read.
 		if d.splicing {
-			n, err := unix.Splice(d.src.fd, nil, d.pipe[1], nil, pipeSize, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+			n, err := rawSplice(d.src.fd, d.pipe[1], pipeSize)
 			switch {
 			case errors.Is(err, unix.EAGAIN):
 				d.src.readable = false
@@ -274,14 +265,14 @@ func (c *tconn) flow(d *direction) bool {
 			case n == 0:
 				d.eof = true
 			default:
-				d.inPipe = int(n)
+				d.inPipe = n
 			}
 			continue
 		}
 		if d.buf == nil {
 			d.buf = bufPool.Get().(*[]byte)
 		}
-		n, err := unix.Read(d.src.fd, *d.buf)
+		n, err := rawRead(d.src.fd, *d.buf)
 		switch {
 		case errors.Is(err, unix.EAGAIN):
 			d.src.readable = false
@@ -333,10 +324,10 @@ func (c *tconn) close(reset bool) {
 			continue
 		}
 		if reset {
-			unix.SetsockoptLinger(s.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+			rawResetOnClose(s.fd)
 		}
 		delete(l.fds, s.fd)
-		unix.Close(s.fd)
+		rawClose(s.fd)
 		s.fd = -1
 	}
 	for _, d := range []*direction{&c.up, &c.down} {
@@ -345,8 +336,8 @@ func (c *tconn) close(reset bool) {
 			d.buf = nil
 		}
 		if d.splicing {
-			unix.Close(d.pipe[0])
-			unix.Close(d.pipe[1])
+			rawClose(d.pipe[0])
+			rawClose(d.pipe[1])
 			d.splicing = false
 		}
 	}
