@@ -19,27 +19,35 @@
 // Phases, in one run:
 //
 //  1. Pod start, -starts times per variant, sequentially and interleaved
-//     (skiff with a readiness probe, skiff without, containerd alone,
-//     containerd alone with the default seccomp profile): a 1-replica
-//     Deployment of localhost/skiff/echo:latest is created and timed until
-//     its pod is Ready in a pod watch; the Deployment is then deleted and
-//     its pod's teardown awaited (timed too) before the next start.
-//     containerd alone is NewContainer (WithNewSnapshot, WithNewSpec with
-//     the image's config) + NewTask(cio.NullIO) + Start through the Go
-//     client, against the agent's own containerd, in a separate containerd
+//     (the order rotates each round): skiff with a readiness probe, skiff
+//     without, containerd alone, and (-breakdown) containerd alone with the
+//     agent's default seccomp profile, then with its log driver too. For
+//     skiff a 1-replica Deployment of localhost/skiff/echo:latest is
+//     created and timed until its pod is Ready in a pod watch, with each
+//     phase (created, bound, running, Ready); the Deployment is then
+//     deleted and its pod's teardown awaited (timed too) before the next
+//     start. containerd alone is NewContainer (WithNewSnapshot, WithNewSpec
+//     with the image's config) + NewTask + Start through the Go client,
+//     against the agent's own containerd, in a separate containerd
 //     namespace with the same image imported there.
-//  2. 100 pods on the node: one Deployment of -fleet replicas (cpu 10m,
-//     memory 8Mi), the time from create until all are Ready; then, after
-//     -settle, the node idle for -idle: VmRSS and CPU (utime+stime over the
-//     window, as % of one core) of the agent, and for context of
-//     containerd, the shims, the log drivers, the pods' processes and the
-//     control plane (RSS summed per group, and PSS, which splits shared
-//     pages fairly).
+//  2. 100 pods on the node: containerd alone starts -fleet containers at
+//     once, then one Deployment of -fleet replicas (cpu 10m, memory 8Mi) is
+//     timed from create until all are Ready, with the CPU each group of
+//     processes used meanwhile; then, after -settle, the node idles for
+//     -idle: VmRSS and CPU (utime+stime over the window, as % of one core)
+//     of the agent, and for context of containerd, the shims, the log
+//     drivers, the pods' processes and the control plane (RSS summed per
+//     group, and PSS, which splits shared pages fairly).
+//
+// Before each phase it reads how busy the machine's CPUs are with the node
+// idle (other work on a shared machine); the busy share printed for each
+// start includes that start's own processes.
 //
 // The outer half owns cleanup: when the inner half ends (or is killed) it
-// kills what is left in the pods' cgroups and the run's shims by PID,
-// unmounts the sandboxes' network namespaces, removes the cgroups, the
-// namespace and the data directory. A crashed earlier run's leftovers
+// kills what is left in the pods' cgroups and the run's shims by PID
+// (removing the shims' sockets), removes the agent's eBPF pins, unmounts the
+// sandboxes' network namespaces, removes the cgroups, the namespace and
+// the data directory. A crashed earlier run's leftovers
 // (skiff-bench-<pid> of a PID that no longer runs) are removed first.
 //
 // It prints, like the other benchmarks, '#' comment lines and tables.
