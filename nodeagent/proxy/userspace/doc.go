@@ -24,7 +24,9 @@
 // a backend leaves a service, new connections avoid it at once; UDP flows
 // to it are closed at once (the client's next datagram starts a flow to a
 // live backend), TCP connections to it drain unless Config.CloseTCP
-// closes them at once.
+// closes them at once; so do the connections of a service that lost all
+// its backends. A removed service's connections are reset (its VIP goes
+// with it). Close ends every connection.
 //
 // The proxy works in the network namespace of the calling process, or in
 // another one given by path (Config.NetNS: tests), through a netlink

@@ -291,8 +291,9 @@ func (l *loop) addListener(t *tcpService) error {
 	return nil
 }
 
-// removeListener unregisters a service and closes its connections.
-func (l *loop) removeListener(t *tcpService) {
+// removeListener unregisters a service's listening socket and closes its
+// connections, or leaves them to drain.
+func (l *loop) removeListener(t *tcpService, drain bool) {
 	if l.listeners[t.lfd] == t {
 		if _, paused := l.paused[t.lfd]; !paused {
 			rawEpollCtl(l.epfd, unix.EPOLL_CTL_DEL, t.lfd, nil)
@@ -300,7 +301,9 @@ func (l *loop) removeListener(t *tcpService) {
 		delete(l.listeners, t.lfd)
 		delete(l.paused, t.lfd)
 	}
-	l.closeConns(t, func(*tconn) bool { return true })
+	if !drain {
+		l.closeConns(t, func(*tconn) bool { return true })
+	}
 }
 
 // closeConns closes the connections of t for which match reports true.

@@ -104,7 +104,11 @@ type Config struct {
 type listener interface {
 	update(backends []netip.AddrPort, affinity time.Duration)
 	sweep(now time.Time)
-	close()
+	// close stops the listener; drain asks to leave established
+	// connections be (the service stays, without backends).
+	close(drain bool)
+	// reset ends the connections close left to drain.
+	reset()
 }
 
 // Proxy is the userspace service proxy of one network namespace. Sync,
@@ -119,6 +123,7 @@ type Proxy struct {
 	mu        sync.Mutex // serialises Sync and Close; guards what follows
 	vips      *vips
 	listeners map[ServiceKey]listener
+	draining  map[ServiceKey][]listener // closed, connections draining
 	counters  map[ServiceKey]*counters
 	closed    bool
 
@@ -161,6 +166,7 @@ func New(cfg Config) (*Proxy, error) {
 		sockets:   sockets{netns: cfg.NetNS, dialTimeout: cfg.DialTimeout},
 		vips:      v,
 		listeners: make(map[ServiceKey]listener),
+		draining:  make(map[ServiceKey][]listener),
 		counters:  make(map[ServiceKey]*counters),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
@@ -225,8 +231,19 @@ func (p *Proxy) Sync(services []Service) error {
 	}
 	for k, l := range p.listeners {
 		if s, ok := want[k]; !ok || len(s.Backends) == 0 {
-			l.close()
+			l.close(ok)
 			delete(p.listeners, k)
+			if ok {
+				p.draining[k] = append(p.draining[k], l)
+			}
+		}
+	}
+	for k, ls := range p.draining {
+		if _, ok := want[k]; !ok {
+			for _, l := range ls {
+				l.reset()
+			}
+			delete(p.draining, k)
 		}
 	}
 	for k := range p.counters {
@@ -337,7 +354,7 @@ func (p *Proxy) Close() error {
 	p.closed = true
 	close(p.stop)
 	for k, l := range p.listeners {
-		l.close()
+		l.close(false)
 		delete(p.listeners, k)
 	}
 	err := p.vips.removeAll()

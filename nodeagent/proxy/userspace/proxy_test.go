@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -277,6 +278,34 @@ func TestTCPToRemovedBackend(t *testing.T) {
 				if err != nil || got != keep.String() {
 					t.Fatalf("new connection: %q, %v; want %s", got, err, keep)
 				}
+			}
+
+			// The service loses all its backends: its connections drain
+			// (closed with CloseTCP); removed, they are reset.
+			c3, err := dialTCP(t, ns, "10.96.0.1:80")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c3.Close()
+			if _, err := ask(c3); err != nil {
+				t.Fatal(err)
+			}
+			svc.Backends = nil
+			if err := p.Sync([]userspace.Service{svc}); err != nil {
+				t.Fatal(err)
+			}
+			got, err = ask(c3)
+			switch {
+			case !closeTCP && (err != nil || got != keep.String()):
+				t.Fatalf("connection of a service without backends, draining: %q, %v", got, err)
+			case closeTCP && err == nil:
+				t.Fatalf("connection of a service without backends still answers (%q) with CloseTCP", got)
+			}
+			if err := p.Sync(nil); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := ask(c3); err == nil || os.IsTimeout(err) {
+				t.Fatalf("connection of a removed service: %q, %v; want it reset", got, err)
 			}
 		})
 	}

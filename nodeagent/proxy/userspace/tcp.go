@@ -62,7 +62,7 @@ func startTCP(key ServiceKey, lfd int, bal *balancer, ctr *counters, ls *loops, 
 		}
 	})
 	if len(errs) > 0 {
-		t.close()
+		t.close(false)
 		return nil, errs[0]
 	}
 	return t, nil
@@ -82,8 +82,17 @@ func (t *tcpService) update(backends []netip.AddrPort, affinity time.Duration) {
 
 func (t *tcpService) sweep(now time.Time) { t.bal.expire(now) }
 
-// close stops accepting and closes every connection of the service.
-func (t *tcpService) close() {
-	t.loops.each(func(l *loop) { l.removeListener(t) })
-	unix.Close(t.lfd)
+// close stops accepting. The service's connections drain if drain is
+// set (its VIP stays: a service left without backends) and closeTCP is
+// not; otherwise they are reset (a removed service: with its VIP gone
+// their packets would go nowhere).
+func (t *tcpService) close(drain bool) {
+	t.loops.each(func(l *loop) { l.removeListener(t, drain && !t.closeTCP) })
+	rawClose(t.lfd)
+}
+
+// reset closes the connections of a closed service that were left to
+// drain (the service is gone now, and its VIP with it).
+func (t *tcpService) reset() {
+	t.loops.each(func(l *loop) { l.closeConns(t, func(*tconn) bool { return true }) })
 }

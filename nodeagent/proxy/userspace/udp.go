@@ -175,7 +175,12 @@ func (u *udpService) sweep(now time.Time) {
 	}
 }
 
-func (u *udpService) close() {
+// reset does nothing: a closed UDP service has no flows left.
+func (u *udpService) reset() {}
+
+// close stops the service and closes its flows (a flow has no
+// connection to drain).
+func (u *udpService) close(bool) {
 	u.mu.Lock()
 	u.closed = true
 	u.conn.Close()
