@@ -98,9 +98,27 @@ func TestAgentSimulate(t *testing.T) {
 			t.Errorf("pod on %q: phase %s, IP %q", p.Spec.NodeName, p.Status.Phase, p.Status.PodIP)
 		}
 	}
-	out = e.mustSkiff("get", "endpoints", "web")
-	if strings.Count(out, ":8080") != 3 {
-		t.Errorf("the service's endpoints are not the three pods:\n%s", out)
+	out = e.mustSkiff("get", "endpoints", "web", "-o", "json")
+	var ep struct {
+		Subsets []struct {
+			Addresses []struct {
+				IP string `json:"ip"`
+			} `json:"addresses"`
+			Ports []struct {
+				Port int `json:"port"`
+			} `json:"ports"`
+		} `json:"subsets"`
+	}
+	if err := json.Unmarshal([]byte(out), &ep); err != nil {
+		t.Fatalf("get endpoints -o json: %v\n%s", err, out)
+	}
+	var addrs, ports int
+	for _, ss := range ep.Subsets {
+		addrs += len(ss.Addresses)
+		ports += len(ss.Ports)
+	}
+	if addrs != 3 || ports != 2 {
+		t.Errorf("the service's endpoints are not the three pods on two ports (%d addresses, %d ports):\n%s", addrs, ports, out)
 	}
 
 	if err := agent.stop(15 * time.Second); err != nil {
