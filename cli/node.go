@@ -206,10 +206,11 @@ func runNode(ctx context.Context, cfg nodeConfig) error {
 		wg.Go(func() { <-ctx.Done(); _ = ms.Close() })
 		log.Info("serving metrics", "addr", ml.Addr().String())
 	}
+	cniMetrics := cni.NewMetrics(reg)
 	ag, err := nodeagent.New(nodeagent.Config{
 		Client: c, NodeName: cfg.Name, Runtime: rt,
 		NewNetwork: func(cidr netip.Prefix) (network.Network, error) {
-			return cni.New(cni.Config{PodCIDR: cidr, StateDir: cfg.DataDir, PluginDirs: cfg.CNIPluginDirs, Logger: log.With("component", "cni")})
+			return cni.New(cni.Config{PodCIDR: cidr, StateDir: cfg.DataDir, PluginDirs: cfg.CNIPluginDirs, Metrics: cniMetrics, Logger: log.With("component", "cni")})
 		},
 		Capacity: capacity, Allocatable: nodeagent.Allocatable(capacity),
 		Labels: cfg.Labels, Version: cfg.Version,
@@ -219,7 +220,7 @@ func runNode(ctx context.Context, cfg nodeConfig) error {
 		},
 		HeartbeatPeriod: cfg.Heartbeat, BackoffMax: cfg.BackoffMax,
 		Routes: rts, PodLogDir: filepath.Join(cfg.DataDir, "pods"),
-		DaemonPort: int32(port), Proxy: px, Logger: log,
+		DaemonPort: int32(port), Proxy: px, Metrics: reg, Logger: log,
 	})
 	if err != nil {
 		return err

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/skiffhq/skiff/api"
 	"github.com/skiffhq/skiff/client"
 	"github.com/skiffhq/skiff/nodeagent/network"
@@ -64,6 +66,8 @@ type Config struct {
 	NodeInfo api.NodeSystemInfo
 	// Version is the agent's version (status.nodeInfo.kubeletVersion).
 	Version string
+	// Metrics, if set, gets the agent's metrics (probes).
+	Metrics prometheus.Registerer
 	// SimulatedProbes makes every probe pass without running it: for
 	// simulated nodes, whose pods have no process and no address to
 	// probe (a kubemark hollow node does the same).
@@ -190,7 +194,11 @@ func New(cfg Config) (*Agent, error) {
 		statusSlots: make(chan struct{}, statusWriters),
 	}
 	execer, _ := cfg.Runtime.(runtime.Execer)
-	a.probes = probe.NewManager(probe.Config{Clock: cfg.Clock, Execer: execer, Logger: a.log.With("component", "probe")})
+	var pm *probe.Metrics
+	if cfg.Metrics != nil {
+		pm = probe.NewMetrics(cfg.Metrics)
+	}
+	a.probes = probe.NewManager(probe.Config{Clock: cfg.Clock, Execer: execer, Metrics: pm, Logger: a.log.With("component", "probe")})
 	for _, ad := range cfg.Addresses {
 		if ad.Type == api.NodeInternalIP {
 			a.hostIP = ad.Address

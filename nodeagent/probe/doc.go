@@ -40,7 +40,7 @@
 // that does not exist) count as failures with a "probe errored" message,
 // where the kubelet ignores them and so never restarts nor readies the
 // container without saying why in its status. And until a container's
-// first readiness success, readiness is retried after 100 ms, doubling up
+// first readiness success, readiness is retried after 10 ms, doubling up
 // to periodSeconds (with successThreshold 1; Config.DisableFastStart turns
 // it off): a process that listens a few milliseconds after it starts
 // would otherwise wait a whole period to become Ready.

@@ -49,7 +49,7 @@ type Config struct {
 
 // fastStart is the first retry delay of readiness before a container's
 // first success; it doubles up to the probe's period.
-const fastStart = 100 * time.Millisecond
+const fastStart = 10 * time.Millisecond
 
 // updateBuffer is how many updates wait for the agent before workers
 // block.

@@ -277,10 +277,10 @@ func TestReadinessFastStart(t *testing.T) {
 	c := Container{Spec: api.Container{Name: "web", ReadinessProbe: probeSpec(0, 1, 1, 3)}, ID: "id1", StartedAt: t0}
 	h.m.AddPod(testPod("10.0.0.5", c))
 
-	// Failures before the first success retry after 100, 200, 400, 800
-	// ms, then the period (1 s).
+	// Failures before the first success retry after 10, 20, 40, ...,
+	// 640 ms, then the period (1 s).
 	at := t0
-	for _, step := range []time.Duration{100, 200, 400, 800, 1000, 1000} {
+	for _, step := range []time.Duration{10, 20, 40, 80, 160, 320, 640, 1000, 1000} {
 		c := h.answer(Readiness, Failure, "connection refused")
 		if !c.at.Equal(at) {
 			t.Fatalf("probe at +%v, want +%v", c.at.Sub(t0), at.Sub(t0))
