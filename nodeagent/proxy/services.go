@@ -50,13 +50,12 @@ type Skipped struct {
 // on that node. The result is sorted by key.
 func ServicePorts(services []*api.Service, endpoints []*api.Endpoints, nodeName string) (ports []ServicePort, skipped []Skipped) {
 	eps := endpointsByName(endpoints)
+	ports = make([]ServicePort, 0, len(services)) // most services have one port
 	for _, s := range services {
 		if s == nil {
 			continue
 		}
-		p, sk := servicePortsOf(s, eps[nsName{s.Namespace, s.Name}], nodeName)
-		ports = append(ports, p...)
-		skipped = append(skipped, sk...)
+		ports, skipped = appendServicePorts(ports, skipped, s, eps[nsName{s.Namespace, s.Name}], nodeName)
 	}
 	return sortPorts(ports, skipped)
 }
@@ -73,8 +72,9 @@ func endpointsByName(endpoints []*api.Endpoints) map[nsName]*api.Endpoints {
 	return eps
 }
 
-// servicePortsOf translates one service with its endpoints (nil: none).
-func servicePortsOf(s *api.Service, ep *api.Endpoints, nodeName string) (ports []ServicePort, skipped []Skipped) {
+// appendServicePorts appends the service ports of one service with its
+// endpoints (nil: none) to ports, and what it leaves out to skipped.
+func appendServicePorts(ports []ServicePort, skipped []Skipped, s *api.Service, ep *api.Endpoints, nodeName string) ([]ServicePort, []Skipped) {
 	skip := func(port, reason string) {
 		skipped = append(skipped, Skipped{Namespace: s.Namespace, Service: s.Name, Port: port, Reason: reason})
 	}
@@ -82,19 +82,19 @@ func servicePortsOf(s *api.Service, ep *api.Endpoints, nodeName string) (ports [
 	case "", api.ServiceTypeClusterIP, api.ServiceTypeNodePort, api.ServiceTypeLoadBalancer:
 	default:
 		skip("", fmt.Sprintf("type %s is not served", s.Spec.Type))
-		return nil, skipped
+		return ports, skipped
 	}
 	if s.Spec.ClusterIP == "" || s.Spec.ClusterIP == api.ClusterIPNone {
-		return nil, nil
+		return ports, skipped
 	}
 	vip, err := netip.ParseAddr(s.Spec.ClusterIP)
 	if err != nil {
 		skip("", fmt.Sprintf("clusterIP %q: %v", s.Spec.ClusterIP, err))
-		return nil, skipped
+		return ports, skipped
 	}
 	if !vip.Unmap().Is4() {
 		skip("", "IPv6 clusterIP: the datapath serves IPv4 only")
-		return nil, skipped
+		return ports, skipped
 	}
 	vip = vip.Unmap()
 	var affinity time.Duration
@@ -152,7 +152,14 @@ func sortPorts(ports []ServicePort, skipped []Skipped) ([]ServicePort, []Skipped
 
 // backends returns the ready addresses of ep with the port named name.
 func backends(ep *api.Endpoints, name string, proto api.Protocol, local bool, nodeName string) []netip.AddrPort {
-	var out []netip.AddrPort
+	n := 0
+	for _, ss := range ep.Subsets {
+		n += len(ss.Addresses)
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]netip.AddrPort, 0, n)
 	for _, ss := range ep.Subsets {
 		var port int32
 		for _, p := range ss.Ports {
@@ -178,6 +185,9 @@ func backends(ep *api.Endpoints, name string, proto api.Protocol, local bool, no
 			}
 			out = append(out, netip.AddrPortFrom(ip.Unmap(), uint16(port)))
 		}
+	}
+	if len(out) == 0 {
+		return nil
 	}
 	slices.SortFunc(out, func(a, b netip.AddrPort) int { return a.Compare(b) })
 	return slices.Compact(out)
