@@ -121,7 +121,7 @@ func (c *tconn) markFailed(be netip.AddrPort, err error) {
 func (c *tconn) backendFailed(err error) {
 	delete(c.l.connecting, c)
 	c.connecting = false
-	delete(c.l.fds, c.b.fd)
+	c.l.forget(c.b.fd)
 	rawClose(c.b.fd) // leaves the epoll set with it
 	c.b = side{fd: -1}
 	c.markFailed(c.backend, err)
@@ -150,7 +150,13 @@ func (c *tconn) event(fd int, ev uint32) {
 		if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) == 0 {
 			return
 		}
-		if err := rawSocketError(fd); err != nil {
+		// A failed connect raises EPOLLERR (or EPOLLHUP); writable
+		// without either is connected (no SO_ERROR call for it).
+		if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			err := rawSocketError(fd)
+			if err == nil {
+				err = unix.ECONNRESET
+			}
 			c.backendFailed(err)
 			return
 		}
@@ -326,7 +332,7 @@ func (c *tconn) close(reset bool) {
 		if reset {
 			rawResetOnClose(s.fd)
 		}
-		delete(l.fds, s.fd)
+		l.forget(s.fd)
 		rawClose(s.fd)
 		s.fd = -1
 	}

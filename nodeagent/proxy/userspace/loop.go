@@ -82,7 +82,7 @@ type loop struct {
 
 	// Owned by the loop's thread.
 	listeners  map[int]*tcpService
-	fds        map[int]*tconn // both fds of every connection
+	fds        []*tconn // by fd: both fds of every connection
 	conns      map[*tconn]struct{}
 	connecting map[*tconn]struct{}
 	paused     map[int]time.Time // listeners disarmed after EMFILE, until
@@ -95,7 +95,6 @@ func newLoop(id int, netns string, dialTimeout time.Duration, now func() time.Ti
 		id: id, netns: netns, dialTimeout: dialTimeout, now: now, log: log,
 		done:       make(chan struct{}),
 		listeners:  map[int]*tcpService{},
-		fds:        map[int]*tconn{},
 		conns:      map[*tconn]struct{}{},
 		connecting: map[*tconn]struct{}{},
 		paused:     map[int]time.Time{},
@@ -219,7 +218,7 @@ func (l *loop) run(ready chan<- error) {
 			case l.listeners[fd] != nil:
 				l.accept(l.listeners[fd], fd)
 			default:
-				if c := l.fds[fd]; c != nil && c.gen == ev.Pad {
+				if c := l.lookup(fd); c != nil && c.gen == ev.Pad {
 					c.event(fd, ev.Events)
 				}
 			}
@@ -364,6 +363,22 @@ func (l *loop) register(c *tconn, fd int) error {
 	if err := rawEpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return err
 	}
+	for fd >= len(l.fds) {
+		l.fds = append(l.fds, make([]*tconn, len(l.fds)+64)...)
+	}
 	l.fds[fd] = c
 	return nil
+}
+
+func (l *loop) lookup(fd int) *tconn {
+	if fd < 0 || fd >= len(l.fds) {
+		return nil
+	}
+	return l.fds[fd]
+}
+
+func (l *loop) forget(fd int) {
+	if fd >= 0 && fd < len(l.fds) {
+		l.fds[fd] = nil
+	}
 }
