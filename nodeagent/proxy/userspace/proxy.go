@@ -265,7 +265,9 @@ func (p *Proxy) Sync(services []Service) error {
 		}
 		open = append(open, s)
 	}
-	// One trip into the namespace for all new listeners.
+	// One trip into the namespace for all new sockets, one to the event
+	// loops for all new TCP listeners.
+	var addedTCP []*tcpService
 	if err := p.sockets.in(func() error {
 		for _, s := range open {
 			l, err := p.listen(s)
@@ -273,11 +275,18 @@ func (p *Proxy) Sync(services []Service) error {
 				errs = append(errs, fmt.Errorf("service %s: %w", s.Key(), err))
 				continue
 			}
+			if t, ok := l.(*tcpService); ok {
+				addedTCP = append(addedTCP, t)
+			}
 			p.listeners[s.Key()] = l
 		}
 		return nil
 	}); err != nil {
 		errs = append(errs, err)
+	}
+	for t, err := range registerTCP(p.loops, addedTCP) {
+		errs = append(errs, fmt.Errorf("service %s: %w", t.key, err))
+		delete(p.listeners, t.key)
 	}
 	for ip := range p.vips.owned {
 		if !vipSet[ip] {
@@ -310,7 +319,7 @@ func validate(s Service) error {
 }
 
 // listen opens s's socket in the calling thread's namespace and starts
-// serving it.
+// serving it (a TCP service once registered with the loops).
 func (p *Proxy) listen(s Service) (listener, error) {
 	k := s.Key()
 	addr := netip.AddrPortFrom(s.VIP, s.Port)
@@ -322,7 +331,7 @@ func (p *Proxy) listen(s Service) (listener, error) {
 		if err != nil {
 			return nil, err
 		}
-		return startTCP(k, lfd, bal, p.counters[k], p.loops, log, p.cfg.CloseTCP)
+		return newTCP(k, lfd, bal, p.counters[k], p.loops, log, p.cfg.CloseTCP), nil
 	default:
 		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
 		if err != nil {

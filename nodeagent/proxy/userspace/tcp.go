@@ -50,22 +50,29 @@ func listenTCP(addr netip.AddrPort) (int, error) {
 	return fd, nil
 }
 
-func startTCP(key ServiceKey, lfd int, bal *balancer, ctr *counters, ls *loops, log *slog.Logger, closeTCP bool) (*tcpService, error) {
-	t := &tcpService{key: key, lfd: lfd, bal: bal, ctr: ctr, loops: ls, log: log, closeTCP: closeTCP}
+func newTCP(key ServiceKey, lfd int, bal *balancer, ctr *counters, ls *loops, log *slog.Logger, closeTCP bool) *tcpService {
+	return &tcpService{key: key, lfd: lfd, bal: bal, ctr: ctr, loops: ls, log: log, closeTCP: closeTCP}
+}
+
+// registerTCP registers new services' listening sockets in every loop
+// (one round trip to the loops for all of them) and returns those that
+// failed, closed.
+func registerTCP(ls *loops, ts []*tcpService) map[*tcpService]error {
 	var mu sync.Mutex
-	var errs []error
+	failed := map[*tcpService]error{}
 	ls.each(func(l *loop) {
-		if err := l.addListener(t); err != nil {
-			mu.Lock()
-			errs = append(errs, err)
-			mu.Unlock()
+		for _, t := range ts {
+			if err := l.addListener(t); err != nil {
+				mu.Lock()
+				failed[t] = err
+				mu.Unlock()
+			}
 		}
 	})
-	if len(errs) > 0 {
+	for t := range failed {
 		t.close(false)
-		return nil, errs[0]
 	}
-	return t, nil
+	return failed
 }
 
 // update replaces the backends. With closeTCP, connections to backends
