@@ -229,15 +229,17 @@ func (p *Proxy) Sync(services []Service) error {
 			errs = append(errs, err)
 		}
 	}
+	var closing []closeReq
 	for k, l := range p.listeners {
 		if s, ok := want[k]; !ok || len(s.Backends) == 0 {
-			l.close(ok)
+			closing = append(closing, closeReq{l, ok})
 			delete(p.listeners, k)
 			if ok {
 				p.draining[k] = append(p.draining[k], l)
 			}
 		}
 	}
+	p.closeListeners(closing)
 	for k, ls := range p.draining {
 		if _, ok := want[k]; !ok {
 			for _, l := range ls {
@@ -341,6 +343,37 @@ func (p *Proxy) listen(s Service) (listener, error) {
 	}
 }
 
+// closeReq asks to close a listener, leaving its connections to drain.
+type closeReq struct {
+	l     listener
+	drain bool
+}
+
+// closeListeners closes listeners: the TCP ones in one round trip to the
+// event loops.
+func (p *Proxy) closeListeners(reqs []closeReq) {
+	var tcp []closeReq
+	for _, r := range reqs {
+		if _, ok := r.l.(*tcpService); ok {
+			tcp = append(tcp, r)
+			continue
+		}
+		r.l.close(r.drain)
+	}
+	if len(tcp) == 0 {
+		return
+	}
+	p.loops.each(func(l *loop) {
+		for _, r := range tcp {
+			t := r.l.(*tcpService)
+			l.removeListener(t, r.drain && !t.closeTCP)
+		}
+	})
+	for _, r := range tcp {
+		rawClose(r.l.(*tcpService).lfd)
+	}
+}
+
 // Counters returns the counters of every synced service port.
 func (p *Proxy) Counters() map[ServiceKey]Counters {
 	p.mu.Lock()
@@ -362,10 +395,12 @@ func (p *Proxy) Close() error {
 	}
 	p.closed = true
 	close(p.stop)
+	var closing []closeReq
 	for k, l := range p.listeners {
-		l.close(false)
+		closing = append(closing, closeReq{l, false})
 		delete(p.listeners, k)
 	}
+	p.closeListeners(closing)
 	err := p.vips.removeAll()
 	p.vips.close()
 	p.mu.Unlock()
