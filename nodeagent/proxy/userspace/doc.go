@@ -10,9 +10,10 @@
 // gets a listener on VIP:port; one without has none, so the kernel refuses
 // its connections at once (TCP RST, ICMP port unreachable).
 //
-// TCP runs on event loops (loop.go: one locked thread and epoll instance
-// per CPU, non-blocking sockets, as HAProxy does, because a goroutine per
-// connection over net.TCPConn cost ~45% more CPU per short connection):
+// TCP runs on event loops (loop.go: a goroutine and an epoll instance
+// per CPU, raw non-blocking system calls, as HAProxy works, because a
+// goroutine per connection over net.TCPConn cost ~45% more CPU per short
+// connection):
 // small reads are copied through a pooled buffer, and once a read fills
 // it the direction is bulk and spliced through a pipe (splice(2): the
 // bytes never enter user space). UDP datagrams go through a per-client
@@ -31,7 +32,7 @@
 // The proxy works in the network namespace of the calling process, or in
 // another one given by path (Config.NetNS: tests), through a netlink
 // handle opened there, sockets created on a thread inside it, and event
-// loop threads that enter it.
+// loops whose goroutines lock their threads inside it.
 //
 // userspace imports the standard library, x/sys/unix, netlink and nsrun; it knows
 // nothing of the API objects (nodeagent/proxy turns Services and
