@@ -195,7 +195,7 @@ func runShort(e *env, chosen []mode, rounds int, backends int, args loadArgs) {
 		args.Workers, args.Duration, args.Warmup, rounds)
 	rows := map[string]*shortRow{}
 	for r := range rounds {
-		for _, m := range chosen {
+		for _, m := range rotate(chosen, r) {
 			run, err := m.up(e)
 			if err != nil {
 				fatal(fmt.Errorf("%s: %w", m.name, err))
@@ -264,6 +264,21 @@ func perReq(d time.Duration, n int) string {
 	return fmt.Sprintf("%.0f", float64(d.Nanoseconds())/float64(n)/1e3)
 }
 
+// rotate starts round r's order of modes at its r-th mode, so drift in
+// the machine's load does not always hit the same mode.
+func rotate(ms []mode, r int) []mode {
+	k := r % len(ms)
+	return append(append([]mode(nil), ms[k:]...), ms[:k]...)
+}
+
+// ms formats a duration for the programming table ("-": not measured).
+func ms(d, round time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return d.Round(round).String()
+}
+
 func ratio(a, b float64) string {
 	if a == 0 || b == 0 {
 		return "-"
@@ -275,7 +290,7 @@ func runBulk(e *env, chosen []mode, rounds int, args bulkArgs) {
 	fmt.Printf("\nBulk: one long-lived TCP connection, backend sends, client reads, %v window after %v warm-up, %d round(s)\n", args.Duration, args.Warmup, rounds)
 	sum := map[string]float64{}
 	for r := range rounds {
-		for _, m := range chosen {
+		for _, m := range rotate(chosen, r) {
 			run, err := m.up(e)
 			if err != nil {
 				fatal(fmt.Errorf("%s: %w", m.name, err))
@@ -330,9 +345,9 @@ func runProgramming(e *env, sizes []int, upserts, syncs, nftDeltas, iptDeltas, n
 		if r.Upsert > 0 && r.NFT > 0 {
 			x = fmt.Sprintf("%.0fx", float64(r.NFT)/float64(r.Upsert))
 		}
-		fmt.Printf("  %7d %12v %12v %12v %14v %12v %12v %14v %14v %16s\n", n,
-			r.Upsert.Round(100*time.Nanosecond), r.UpsertP99.Round(100*time.Nanosecond), r.BPFSync.Round(time.Microsecond), r.ProxierSync.Round(time.Microsecond),
-			r.NFT.Round(time.Millisecond), r.NFTFull.Round(time.Millisecond), r.IPT.Round(time.Millisecond), r.IPTFull.Round(time.Millisecond), x)
+		fmt.Printf("  %7d %12s %12s %12s %14s %12s %12s %14s %14s %16s\n", n,
+			ms(r.Upsert, 100*time.Nanosecond), ms(r.UpsertP99, 100*time.Nanosecond), ms(r.BPFSync, time.Microsecond), ms(r.ProxierSync, time.Microsecond),
+			ms(r.NFT, time.Millisecond), ms(r.NFTFull, time.Millisecond), ms(r.IPT, time.Millisecond), ms(r.IPTFull, time.Millisecond), x)
 		for _, s := range r.Err {
 			fmt.Printf("    error: %s\n", s)
 		}
