@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -179,6 +180,7 @@ func procCPU(pid int) time.Duration {
 }
 
 type shortRow struct {
+	rates    []float64 // per round
 	rate     float64
 	p50, p99 time.Duration
 	errors   int
@@ -218,6 +220,7 @@ func runShort(e *env, chosen []mode, rounds int, backends int, args loadArgs) {
 				rows[m.name] = row
 			}
 			rate := float64(res.Requests) / res.Seconds
+			row.rates = append(row.rates, rate)
 			row.rate += rate
 			row.p50 += res.P50
 			row.p99 += res.P99
@@ -235,25 +238,50 @@ func runShort(e *env, chosen []mode, rounds int, backends int, args loadArgs) {
 			fmt.Printf("  round %d %-10s %8.0f req/s  p50 %v  p99 %v  errors %d %s\n", r+1, m.name, rate, res.P50.Round(time.Microsecond), res.P99.Round(time.Microsecond), res.Errors, res.FirstErr)
 		}
 	}
-	fmt.Printf("\n  %-10s %8s %9s %9s %7s %9s %24s\n", "mode", "req/s", "p50", "p99", "errors", "/ direct", "CPU µs/req load|back|proxy")
+	fmt.Printf("\n  %-10s %8s %9s %9s %7s %9s %9s %24s\n", "mode", "req/s", "p50", "p99", "errors", "/ direct", "(rounds)", "CPU µs/req load|back|proxy")
 	avg := map[string]float64{}
+	perRound := map[string][]float64{}
 	for _, m := range chosen {
 		row := rows[m.name]
 		avg[m.name] = row.rate / float64(row.runs)
+		perRound[m.name] = row.rates
 	}
 	for _, m := range chosen {
 		row := rows[m.name]
 		cpu := fmt.Sprintf("%s | %s | %s", perReq(row.cpuLoad, row.requests), perReq(row.cpuBack, row.requests), perReq(row.cpuProxy, row.requests))
-		fmt.Printf("  %-10s %8.0f %9v %9v %7d %9s %24s\n", m.name, avg[m.name],
+		fmt.Printf("  %-10s %8.0f %9v %9v %7d %9s %9s %24s\n", m.name, avg[m.name],
 			(row.p50 / time.Duration(row.runs)).Round(time.Microsecond), (row.p99 / time.Duration(row.runs)).Round(time.Microsecond),
-			row.errors, ratio(avg[m.name], avg["direct"]), cpu)
+			row.errors, ratio(avg[m.name], avg["direct"]), medianRatio(perRound[m.name], perRound["direct"]), cpu)
 	}
 	fmt.Println()
-	fmt.Printf("  ebpf / direct       = %s  (target >= 0.97)\n", ratio(avg["ebpf"], avg["direct"]))
-	fmt.Printf("  userspace / haproxy = %s  (target >= 1.0)\n", ratio(avg["userspace"], avg["haproxy"]))
-	fmt.Printf("  userspace / direct  = %s  (target >= 0.6)\n", ratio(avg["userspace"], avg["direct"]))
-	fmt.Printf("  haproxy / direct    = %s\n", ratio(avg["haproxy"], avg["direct"]))
-	fmt.Printf("  iptables / direct   = %s\n", ratio(avg["iptables"], avg["direct"]))
+	fmt.Println("  ratios: median of the per-round ratios (pooled in parentheses)")
+	line := func(name, a, b, target string) {
+		fmt.Printf("  %-20s = %s (%s)%s\n", name, medianRatio(perRound[a], perRound[b]), ratio(avg[a], avg[b]), target)
+	}
+	line("ebpf / direct", "ebpf", "direct", "  target >= 0.97")
+	line("userspace / haproxy", "userspace", "haproxy", "  target >= 1.0")
+	line("userspace / direct", "userspace", "direct", "  target >= 0.6")
+	line("haproxy / direct", "haproxy", "direct", "")
+	line("iptables / direct", "iptables", "direct", "")
+}
+
+// medianRatio is the median over rounds of a[r]/b[r] ("-" without data).
+func medianRatio(a, b []float64) string {
+	var rs []float64
+	for i := range min(len(a), len(b)) {
+		if b[i] > 0 {
+			rs = append(rs, a[i]/b[i])
+		}
+	}
+	if len(rs) == 0 {
+		return "-"
+	}
+	slices.Sort(rs)
+	m := rs[len(rs)/2]
+	if len(rs)%2 == 0 {
+		m = (rs[len(rs)/2-1] + rs[len(rs)/2]) / 2
+	}
+	return fmt.Sprintf("%.2f", m)
 }
 
 // perReq is CPU time per request in µs ("-" for none).
@@ -289,6 +317,7 @@ func ratio(a, b float64) string {
 func runBulk(e *env, chosen []mode, rounds int, args bulkArgs) {
 	fmt.Printf("\nBulk: one long-lived TCP connection, backend sends, client reads, %v window after %v warm-up, %d round(s)\n", args.Duration, args.Warmup, rounds)
 	sum := map[string]float64{}
+	perRound := map[string][]float64{}
 	for r := range rounds {
 		for _, m := range rotate(chosen, r) {
 			run, err := m.up(e)
@@ -305,19 +334,24 @@ func runBulk(e *env, chosen []mode, rounds int, args bulkArgs) {
 			}
 			gbps := float64(res.Bytes) * 8 / res.Seconds / 1e9
 			sum[m.name] += gbps
+			perRound[m.name] = append(perRound[m.name], gbps)
 			fmt.Printf("  round %d %-10s %6.2f Gbit/s\n", r+1, m.name, gbps)
 		}
 	}
 	avg := map[string]float64{}
-	fmt.Printf("\n  %-10s %10s %10s\n", "mode", "Gbit/s", "/ direct")
+	fmt.Printf("\n  %-10s %10s %10s %10s\n", "mode", "Gbit/s", "/ direct", "(rounds)")
 	for _, m := range chosen {
 		avg[m.name] = sum[m.name] / float64(rounds)
-		fmt.Printf("  %-10s %10.2f %10s\n", m.name, avg[m.name], ratio(avg[m.name], avg["direct"]))
+		fmt.Printf("  %-10s %10.2f %10s %10s\n", m.name, avg[m.name], ratio(avg[m.name], avg["direct"]), medianRatio(perRound[m.name], perRound["direct"]))
 	}
 	fmt.Println()
-	fmt.Printf("  ebpf / direct       = %s  (target >= 0.99)\n", ratio(avg["ebpf"], avg["direct"]))
-	fmt.Printf("  userspace / haproxy = %s\n", ratio(avg["userspace"], avg["haproxy"]))
-	fmt.Printf("  iptables / direct   = %s\n", ratio(avg["iptables"], avg["direct"]))
+	fmt.Println("  ratios: median of the per-round ratios (pooled in parentheses)")
+	line := func(name, a, b, target string) {
+		fmt.Printf("  %-20s = %s (%s)%s\n", name, medianRatio(perRound[a], perRound[b]), ratio(avg[a], avg[b]), target)
+	}
+	line("ebpf / direct", "ebpf", "direct", "  target >= 0.99")
+	line("userspace / haproxy", "userspace", "haproxy", "")
+	line("iptables / direct", "iptables", "direct", "")
 }
 
 func runProgramming(e *env, sizes []int, upserts, syncs, nftDeltas, iptDeltas, nftMax int) {
