@@ -10,10 +10,16 @@
 //   - backends: TCP and UDP servers on addresses on lo of the namespace,
 //     each answering with its own address;
 //   - Client: a re-exec of the test binary placed in the namespace (forked
-//     from a thread inside it) and in the cgroup (clone3 into the cgroup,
-//     so not one connect escapes it), driven over stdin/stdout; it refuses
-//     to run in the machine's own namespace or outside the test cgroup.
-//     A test package that uses clients calls Main from its TestMain.
+//     from a thread that sits in it for the Env's lifetime: Pdeathsig
+//     follows the forking thread) and in the cgroup's child "clients"
+//     (clone3 into the cgroup, so not one connect escapes it), driven over
+//     stdin/stdout; it refuses to run in the machine's own namespace or
+//     outside the test cgroup;
+//   - StartProxierProcess: a Proxier in a re-exec of the test binary, to be
+//     killed with SIGKILL (forwarding must survive its agent).
+//
+// A test package that uses clients or proxier processes calls Main from
+// its TestMain.
 //
 // Everything is removed by t.Cleanup (clients killed by PID, cgroups,
 // mounts, namespaces), and leftovers of crashed runs (their PID is gone)
