@@ -177,11 +177,25 @@ func (d *Daemon) start(binary, config string) (<-chan error, int, error) {
 	if d.cfg.KillWithParent {
 		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	}
-	if err := cmd.Start(); err != nil {
+	// The kernel sends Pdeathsig when the thread that forked the child
+	// exits, not the process, and Go retires threads (one locked by a
+	// goroutine that ends, as network namespace setup does). Fork from a
+	// thread locked for the daemon's whole life, so only this process's
+	// death kills it.
+	started := make(chan error, 1)
+	exited := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread() // never unlocked: the thread goes when the daemon has
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		exited <- cmd.Wait() // ends when the daemon does
+	}()
+	if err := <-started; err != nil {
 		return nil, 0, fmt.Errorf("containerd daemon: start %s: %w", binary, err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }() // ends when the daemon does
 	return exited, cmd.Process.Pid, nil
 }
 
