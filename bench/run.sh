@@ -26,7 +26,7 @@ nodes=${BENCH_NODES:-5000}
 sched_pods=${BENCH_SCHED_PODS:-50000}
 starts=${BENCH_STARTS:-50}
 node_pods=${BENCH_NODE_PODS:-100}
-only=${BENCH_ONLY:-writes failover rss scheduler podstart}
+only=${BENCH_ONLY:-writes failover rss scheduler podstart datapath}
 results=${BENCH_RESULTS:-}
 
 echo "==> make build"
@@ -72,6 +72,17 @@ run rss -pods "$pods"
 run scheduler -nodes "$nodes" -pods "$sched_pods"
 if [ "$(id -u)" -eq 0 ]; then
 	run podstart -starts "$starts" -fleet "$node_pods"
+	case " $only " in *" datapath "*)
+		# The baselines of bench/datapath: HAProxy, iptables DNAT and
+		# nftables rules (all inside the benchmark's own namespace).
+		for pkg in haproxy:haproxy iptables:iptables nft:nftables; do
+			command -v "${pkg%%:*}" >/dev/null 2>&1 || {
+				echo "==> installing ${pkg#*:} (a datapath baseline)"
+				DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkg#*:}" >/dev/null
+			}
+		done ;;
+	esac
+	run datapath
 else
-	case " $only " in *" podstart "*) echo && echo "==> podstart skipped: it runs a real node and needs root" ;; esac
+	case " $only " in *" podstart "*|*" datapath "*) echo && echo "==> podstart and datapath skipped: they need root" ;; esac
 fi
