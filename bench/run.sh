@@ -8,8 +8,8 @@
 # (5000 simulated nodes) and BENCH_SCHED_PODS (50000) for the scheduler,
 # BENCH_STARTS (50 pod starts per variant) and BENCH_NODE_PODS (100 pods
 # on one node) for podstart, BENCH_ONLY (a space-separated subset of:
-# writes failover rss scheduler podstart; the scheduler alone takes ~30
-# minutes; podstart needs root, containerd, runc and the CNI plugins, and
+# writes failover rss scheduler podstart datapath; the scheduler alone takes ~30
+# minutes; podstart and datapath need root; podstart needs containerd, runc and the CNI plugins, and
 # runs in a network namespace of its own), BENCH_RESULTS (a directory to
 # also write each program's output to).
 set -euo pipefail
