@@ -213,17 +213,25 @@ func openLogFiles(path string) ([]*cursor, error) {
 }
 
 func openLogFilesOnce(path string) (files []*cursor, stable bool, err error) {
+	// A rotation renames path.(i-1) to path.i from the oldest down, so
+	// while it runs one index is missing between present ones: look one
+	// index past the first gap, and call a snapshot with a gap unstable
+	// (one taken there could skip the file in flight).
 	var names []string
-	for i := 1; ; i++ {
+	stable = true
+	for i, misses := 1, 0; misses < 2; i++ {
 		n := rotatedName(path, i)
 		if _, err := os.Lstat(n); err != nil {
-			break
+			misses++
+			continue
+		}
+		if misses > 0 {
+			stable = false
 		}
 		names = append(names, n)
 	}
 	slices.Reverse(names)
 	names = append(names, path)
-	stable = true
 	for _, n := range names {
 		f, err := os.Open(n)
 		if errors.Is(err, os.ErrNotExist) {
@@ -239,6 +247,11 @@ func openLogFilesOnce(path string) (files []*cursor, stable bool, err error) {
 			f.Close()
 			closeAll(files)
 			return nil, false, fmt.Errorf("logs: stat %s: %w", n, err)
+		}
+		if slices.ContainsFunc(files, func(c *cursor) bool { return os.SameFile(c.info, st) }) {
+			stable = false // moved to the next name while we listed
+			f.Close()
+			continue
 		}
 		files = append(files, &cursor{f: f, info: st})
 	}
