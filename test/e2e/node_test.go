@@ -379,6 +379,7 @@ func cleanupNode(cgroupParent, node, data string) {
 	// The eBPF datapath's pins (maps, and the links that keep its
 	// programs on the pods' cgroup): removing them detaches the programs.
 	_ = os.RemoveAll(filepath.Join("/sys/fs/bpf/skiff", node))
+	_ = os.Remove("/sys/fs/bpf/skiff") // the agents' common parent, if no other node pins there
 	state := filepath.Join("/run/skiff", node)
 	if ns, err := os.ReadDir(filepath.Join(state, "netns")); err == nil {
 		for _, n := range ns {
