@@ -21,9 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/sys/unix"
 
 	"github.com/skiffhq/skiff/api"
+	"github.com/skiffhq/skiff/bpf"
 	"github.com/skiffhq/skiff/client"
 	"github.com/skiffhq/skiff/nodeagent"
 	"github.com/skiffhq/skiff/nodeagent/network"
@@ -182,7 +182,9 @@ func runNode(ctx context.Context, cfg nodeConfig) error {
 		pinDir = filepath.Join(bpffsRoot, "skiff", cfg.Name)
 	}
 	if cfg.ProxyMode != proxy.ModeUserspace && strings.HasPrefix(pinDir, bpffsRoot+"/") {
-		if err := ensureBPFFS(); err != nil {
+		// Pins live there, so the datapath outlives the agent; hosts that
+		// do not mount it at boot get it mounted (as Cilium's agent does).
+		if err := bpf.MountBPFFS(bpffsRoot); err != nil {
 			log.Warn("no bpffs for the eBPF datapath's pins", "err", err)
 		}
 	}
@@ -326,23 +328,6 @@ func listDir(dir string) ([]string, error) {
 }
 
 const bpffsRoot = "/sys/fs/bpf"
-
-// ensureBPFFS mounts the BPF filesystem at /sys/fs/bpf when nothing is
-// mounted there yet (as Cilium's agent does): pinned maps and links live
-// there, so the datapath outlives the agent.
-func ensureBPFFS() error {
-	var st unix.Statfs_t
-	if err := unix.Statfs(bpffsRoot, &st); err != nil {
-		return fmt.Errorf("statfs %s: %w", bpffsRoot, err)
-	}
-	if st.Type == unix.BPF_FS_MAGIC {
-		return nil
-	}
-	if err := unix.Mount("bpffs", bpffsRoot, "bpf", 0, ""); err != nil {
-		return fmt.Errorf("mount bpffs on %s: %w", bpffsRoot, err)
-	}
-	return nil
-}
 
 // cleanupNode removes a node's service load balancing: the eBPF programs'
 // links and pins, and the userspace proxy's VIPs (skiff agent --cleanup).

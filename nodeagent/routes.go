@@ -24,13 +24,24 @@ const routesResync = time.Minute
 // routesLoop keeps a route to every other node's pod CIDR via its
 // InternalIP, from a watch of the Nodes, until ctx ends.
 func (a *Agent) routesLoop(ctx context.Context) {
+	a.relistLoop(ctx, "node watch for routes", a.routesWatch)
+}
+
+// relistLoop runs a list-and-watch until ctx ends, listing again with
+// back-off whenever the watch ends; a watch that lasted is no failure, so
+// the back-off starts over after it.
+func (a *Agent) relistLoop(ctx context.Context, what string, watch func(context.Context) error) {
 	backoff := registerRetryMin
 	for ctx.Err() == nil {
-		err := a.routesWatch(ctx)
+		start := a.clock.Now()
+		err := watch(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		a.log.Warn("node watch for routes ended; listing again", "err", err, "in", backoff)
+		if a.clock.Now().Sub(start) > registerRetryMax {
+			backoff = registerRetryMin
+		}
+		a.log.Warn(what+" ended; listing again", "err", err, "in", backoff)
 		if !a.sleep(ctx, backoff) {
 			return
 		}

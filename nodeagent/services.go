@@ -2,7 +2,6 @@ package nodeagent
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -95,18 +94,7 @@ func (a *Agent) servicesLoop(ctx context.Context) {
 // watchKind lists and watches one kind into c until ctx ends, listing
 // again when a watch ends.
 func (a *Agent) watchKind(ctx context.Context, kind api.Kind, c *serviceCache) {
-	backoff := registerRetryMin
-	for ctx.Err() == nil {
-		err := a.watchKindOnce(ctx, kind, c)
-		if ctx.Err() != nil {
-			return
-		}
-		a.log.Warn(fmt.Sprintf("%s watch ended; listing again", kind), "err", err, "in", backoff)
-		if !a.sleep(ctx, backoff) {
-			return
-		}
-		backoff = min(2*backoff, registerRetryMax)
-	}
+	a.relistLoop(ctx, string(kind)+" watch", func(ctx context.Context) error { return a.watchKindOnce(ctx, kind, c) })
 }
 
 func (a *Agent) watchKindOnce(ctx context.Context, kind api.Kind, c *serviceCache) error {
