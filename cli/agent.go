@@ -56,7 +56,7 @@ type agentFlags struct {
 	images                                                 []string
 	port                                                   int
 	proxyMode, pinDir, metricsAddr                         string
-	cleanup                                                bool
+	cleanup, bpfStats                                      bool
 }
 
 // name is --node-name, or the host name in lower case.
@@ -202,7 +202,7 @@ Get a token with: skiff token create --usage agent --ttl 24h`,
 				CNIPluginDirs: splitServers(f.cniBinDir), ServiceCIDR: svc, Labels: labels,
 				MaxPods: f.maxPods, Heartbeat: f.heartbeat, BackoffMax: f.backoffMax,
 				Images: f.images, Port: f.port, Version: o.build.Version, Log: log,
-				ProxyMode: mode, PinDir: f.pinDir, MetricsAddr: f.metricsAddr,
+				ProxyMode: mode, PinDir: f.pinDir, BPFStats: f.bpfStats, MetricsAddr: f.metricsAddr,
 			})
 		},
 	}
@@ -222,6 +222,7 @@ Get a token with: skiff token create --usage agent --ttl 24h`,
 	fl.BoolVar(&f.cleanup, "cleanup", false, "remove the node's service load balancing (eBPF programs, links and pins; userspace VIPs) and exit; the pods keep running")
 	fl.StringVar(&f.proxyMode, "proxy-mode", string(proxy.ModeAuto), "service load balancing: auto (eBPF when the kernel allows, else userspace), ebpf or userspace")
 	fl.StringVar(&f.pinDir, "bpf-pin-dir", "", "bpffs directory of the eBPF datapath's pinned maps and links (default /sys/fs/bpf/skiff/<node>)")
+	fl.BoolVar(&f.bpfStats, "bpf-stats", false, "count the eBPF programs' run time (skiff_proxy_bpf_program_run_seconds_total; costs a clock read per run)")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve the agent's Prometheus /metrics on this host:port (plain HTTP)")
 	fl.IntVar(&f.port, "port", server.DefaultPort, "port of the agent's endpoint on --node-ip (logs, exec and image import, for API servers only)")
 	fl.StringArrayVar(&f.images, "import-image", nil, "image tarball (OCI or docker save) to import into containerd at start (repeatable)")

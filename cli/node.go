@@ -68,6 +68,9 @@ type nodeConfig struct {
 	// PinDir is where the eBPF datapath pins its maps and links (default
 	// /sys/fs/bpf/skiff/<node>).
 	PinDir string
+	// BPFStats turns on the kernel's run-time statistics of the eBPF
+	// programs (skiff_proxy_bpf_program_run_seconds_total).
+	BPFStats bool
 	// MetricsAddr, if set, serves the agent's /metrics there (plain HTTP).
 	MetricsAddr string
 	// Images are tarballs imported into the node's containerd at start.
@@ -190,7 +193,7 @@ func runNode(ctx context.Context, cfg nodeConfig) error {
 	}
 	netnsDir := filepath.Join(cfg.StateDir, "netns")
 	px, err := proxy.New(proxy.Config{
-		Mode: cfg.ProxyMode, NodeName: cfg.Name, PinDir: pinDir, CgroupPath: cgroupV2,
+		Mode: cfg.ProxyMode, NodeName: cfg.Name, PinDir: pinDir, CgroupPath: cgroupV2, BPFStats: cfg.BPFStats,
 		NetnsPaths: func() ([]string, error) { return listDir(netnsDir) },
 		Logger:     log.With("component", "proxy"), Registerer: reg,
 	})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/skiffhq/skiff/client"
 	"github.com/skiffhq/skiff/controlplane/store"
 	"github.com/skiffhq/skiff/nodeagent"
+	"github.com/skiffhq/skiff/nodeagent/proxy"
 	"github.com/skiffhq/skiff/nodeagent/runtime"
 	"github.com/skiffhq/skiff/nodeagent/runtime/fake"
 	"github.com/skiffhq/skiff/test/testcluster"
@@ -549,10 +551,13 @@ func TestAgentProbes(t *testing.T) {
 	}
 }
 
-// recordingProxy keeps the last set of services it was given.
+// recordingProxy keeps the services it was given, whole or by update.
 type recordingProxy struct {
-	mu   sync.Mutex
-	last map[string]int // service namespace/name -> endpoint addresses
+	mu         sync.Mutex
+	last       map[string]int // service namespace/name -> endpoint addresses
+	syncs      int
+	updates    int
+	failUpdate bool // the next Update fails
 }
 
 func (p *recordingProxy) Sync(_ context.Context, svcs []*api.Service, eps []*api.Endpoints) error {
@@ -568,24 +573,63 @@ func (p *recordingProxy) Sync(_ context.Context, svcs []*api.Service, eps []*api
 	}
 	p.mu.Lock()
 	p.last = out
+	p.syncs++
 	p.mu.Unlock()
 	return nil
+}
+
+func (p *recordingProxy) Update(_ context.Context, updates []proxy.ServiceUpdate) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failUpdate {
+		p.failUpdate = false
+		return errors.New("injected update failure")
+	}
+	p.updates++
+	for _, u := range updates {
+		key := u.Namespace + "/" + u.Name
+		if u.Service == nil {
+			delete(p.last, key)
+			continue
+		}
+		n := 0
+		if u.Endpoints != nil {
+			for _, ss := range u.Endpoints.Subsets {
+				n += len(ss.Addresses)
+			}
+		}
+		p.last[key] = n
+	}
+	return nil
+}
+
+func (p *recordingProxy) counts() (syncs, updates int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.syncs, p.updates
+}
+
+func (p *recordingProxy) failNextUpdate() {
+	p.mu.Lock()
+	p.failUpdate = true
+	p.mu.Unlock()
 }
 
 func (p *recordingProxy) get() map[string]int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.last
+	return maps.Clone(p.last)
 }
 
 // The agent keeps its service proxy programmed with every Service and its
-// ready endpoints.
+// ready endpoints: the whole set once listed, then the changed services;
+// after a failed update, the whole set again.
 func TestAgentProgramsServiceProxy(t *testing.T) {
 	cl := testcluster.Start(t, testcluster.Options{})
-	proxy := &recordingProxy{}
+	px := &recordingProxy{}
 	ag, err := nodeagent.New(nodeagent.Config{
 		Client: cl.NodeClient(t, "node-s"), NodeName: "node-s", Runtime: fake.New(fake.Options{}),
-		Proxy: proxy, HeartbeatPeriod: 100 * time.Millisecond, Logger: testLogger(t),
+		Proxy: px, HeartbeatPeriod: 100 * time.Millisecond, Logger: testLogger(t),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -606,13 +650,30 @@ func TestAgentProgramsServiceProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	testcluster.Eventually(t, wait, "the proxy has the service with its ready backend", func() bool {
-		return proxy.get()["default/be"] == 1
+		return px.get()["default/be"] == 1
 	})
+	syncs, updates := px.counts()
+	if syncs < 1 || updates < 1 {
+		t.Errorf("after the first service: %d whole-set syncs, %d updates; want >= 1 of each", syncs, updates)
+	}
+
+	// A failed update is followed by the whole set.
+	px.failNextUpdate()
+	svc2 := &api.Service{TypeMeta: svc.TypeMeta, Spec: api.ServiceSpec{Selector: svc.Spec.Selector, Ports: svc.Spec.Ports}}
+	svc2.Name, svc2.Namespace = "be2", "default"
+	if _, err := cl.Admin.Create(context.Background(), svc2); err != nil {
+		t.Fatal(err)
+	}
+	testcluster.Eventually(t, wait, "the second service programmed after the failed update", func() bool {
+		s, _ := px.counts()
+		return px.get()["default/be2"] == 1 && s > syncs
+	})
+
 	if _, err := cl.Admin.Delete(context.Background(), api.KindService, "default", "be", client.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	testcluster.Eventually(t, wait, "the deleted service gone from the proxy", func() bool {
-		_, ok := proxy.get()["default/be"]
+		_, ok := px.get()["default/be"]
 		return !ok
 	})
 }

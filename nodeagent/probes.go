@@ -2,6 +2,7 @@ package nodeagent
 
 import (
 	"context"
+	"strings"
 
 	"github.com/skiffhq/skiff/api"
 	"github.com/skiffhq/skiff/nodeagent/probe"
@@ -29,6 +30,7 @@ func (a *Agent) probe(ps *podState, pod *api.Pod, obs observation) {
 		c := probe.Container{Spec: spec}
 		if o := obs.containers[spec.Name]; o.cur != nil && o.cur.State == runtime.ContainerRunning {
 			c.ID, c.StartedAt = o.cur.ID, o.cur.StartedAt
+			c.WasReady, c.WasStarted = reportedState(pod, spec.Name, o.cur.ID)
 		}
 		p.Containers = append(p.Containers, c)
 	}
@@ -39,6 +41,22 @@ func (a *Agent) probe(ps *podState, pod *api.Pod, obs observation) {
 			obs.containers[name] = o
 		}
 	}
+}
+
+// reportedState is what the pod's last reported status says of container
+// id: ready, started (false, false if it names another container).
+func reportedState(pod *api.Pod, name string, id runtime.ContainerID) (ready, started bool) {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name != name {
+			continue
+		}
+		_, reported, _ := strings.Cut(cs.ContainerID, "://")
+		if reported != string(id) || cs.State.Running == nil {
+			return false, false
+		}
+		return cs.Ready, cs.Started != nil && *cs.Started
+	}
+	return false, false
 }
 
 // unhealthy reports a running container whose liveness or startup probe

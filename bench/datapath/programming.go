@@ -34,9 +34,10 @@ func svcName(i int) string { return fmt.Sprintf("svc-%05d", i) }
 type programmingResult struct {
 	N int
 	// eBPF: Upsert of one service (the loader's incremental change),
-	// Sync of the full set plus one (the loader diffs), and Proxier.Sync
-	// of the API objects plus one (what the agent pays today).
-	Upsert, UpsertP99, BPFSync, ProxierSync time.Duration
+	// Sync of the full set plus one (the loader diffs), Proxier.Update of
+	// one service's API objects (what the agent pays per watch event), and
+	// Proxier.Sync of the API objects plus one (what it pays after a list).
+	Upsert, UpsertP99, BPFSync, ProxierUpdate, ProxierUpdateP99, ProxierSync time.Duration
 	// kube-proxy's engines: the nftables delta (nft -f) and the iptables
 	// partial restore (iptables-restore --noflush), and their full loads.
 	NFT, NFTFull, IPT, IPTFull time.Duration
@@ -137,11 +138,26 @@ func measureEBPF(e *env, r *programmingResult, upserts, syncs int) error {
 	}
 	defer proxy.Cleanup(pcfg)
 	defer p.Close()
-	svcs, eps := apiServices(n + syncs)
+	svcs, eps := apiServices(n + max(syncs, upserts))
 	ctx := context.Background()
 	if err := p.Sync(ctx, svcs[:n], eps[:n]); err != nil {
 		return err
 	}
+	var pu []time.Duration
+	for i := range upserts {
+		s, ep := svcs[n+i], eps[n+i]
+		t, err := timeIt(func() error {
+			return p.Update(ctx, []proxy.ServiceUpdate{{Namespace: s.Namespace, Name: s.Name, Service: s, Endpoints: ep}})
+		})
+		if err != nil {
+			return err
+		}
+		pu = append(pu, t)
+		if err := p.Update(ctx, []proxy.ServiceUpdate{{Namespace: s.Namespace, Name: s.Name}}); err != nil {
+			return err
+		}
+	}
+	r.ProxierUpdate, r.ProxierUpdateP99 = median(pu), p99(pu)
 	var ps []time.Duration
 	for i := range syncs {
 		t, err := timeIt(func() error { return p.Sync(ctx, svcs[:n+i+1], eps[:n+i+1]) })

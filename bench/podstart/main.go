@@ -16,6 +16,7 @@ import (
 
 type options struct {
 	starts     int
+	services   int
 	fleet      int
 	fleetProbe time.Duration
 	settle     time.Duration
@@ -31,6 +32,7 @@ type options struct {
 func main() {
 	var o options
 	flag.IntVar(&o.starts, "starts", 50, "pod starts per variant (sequential)")
+	flag.IntVar(&o.services, "services", 100, "Services created over 3 Ready pods, each timed to its first answer through the ClusterIP (0 skips the phase)")
 	flag.IntVar(&o.fleet, "fleet", 100, "pods of the one-node phase (one Deployment; 0 skips it)")
 	flag.DurationVar(&o.fleetProbe, "fleet-probe-period", 10*time.Second, "readiness probe period of the one-node phase's pods (Kubernetes' default; 0: no probe)")
 	flag.DurationVar(&o.settle, "settle", 5*time.Second, "wait after the last pod is Ready before the idle window")
@@ -50,6 +52,9 @@ func main() {
 		if abs, err := filepath.Abs(*p); err == nil {
 			*p = abs
 		}
+	}
+	if cg := os.Getenv(clientEnv); cg != "" {
+		os.Exit(runClient(cg))
 	}
 	if netns := os.Getenv(innerEnv); netns != "" {
 		os.Exit(runInner(o, sandbox{netns: netns, dir: os.Getenv(dirEnv)}))
@@ -114,6 +119,14 @@ func run(ctx context.Context, r *cluster.Reaper, o options, sb sandbox) error {
 	}
 	res.print(o)
 	fmt.Printf("# load after the starts: %s\n", loadavg())
+	if o.services > 0 {
+		sr, err := measureServices(ctx, o, n, tr, sb)
+		if err != nil {
+			return err
+		}
+		sr.print(o)
+		fmt.Printf("# load after the services: %s\n", loadavg())
+	}
 	if o.fleet == 0 {
 		return nil
 	}

@@ -175,6 +175,9 @@ func (m *Manager) AddPod(p Pod) {
 			for _, k := range kinds {
 				if _, ok := ce.results[k]; !ok && probeFor(&c.Spec, k) != nil {
 					ce.results[k] = initial(k)
+					if (k == Readiness && c.WasReady) || (k == Startup && c.WasStarted) {
+						ce.results[k] = Success
+					}
 				}
 			}
 		}

@@ -164,3 +164,40 @@ func newProbeServerPort(t *testing.T, rawURL string) int32 {
 	ps := &probeServer{Server: &httptest.Server{URL: rawURL}}
 	return ps.port(t)
 }
+
+// A container the pod's last status reported ready (an agent restarting
+// and adopting it) is ready before its first probe; its first failing
+// probes take that away as usual. A container without that report starts
+// not ready.
+func TestManagerCarriesReportedReadiness(t *testing.T) {
+	ex := fakeExecer{fn: func(ctx context.Context, id runtime.ContainerID, req runtime.ExecRequest) (int, error) {
+		return 1, nil // every probe fails
+	}}
+	clock := newFakeClock()
+	m := NewManager(Config{Clock: clock, Execer: ex, DisableFastStart: true})
+	t.Cleanup(m.Stop)
+	spec := func(name string) api.Container {
+		return api.Container{Name: name, ReadinessProbe: &api.Probe{
+			ProbeHandler:        api.ProbeHandler{Exec: &api.ExecAction{Command: []string{"false"}}},
+			InitialDelaySeconds: 0, PeriodSeconds: 1, TimeoutSeconds: 1, SuccessThreshold: 1, FailureThreshold: 1,
+		}}
+	}
+	m.AddPod(Pod{UID: "p1", Namespace: "default", Name: "p", IP: "10.0.0.1", Containers: []Container{
+		{Spec: spec("adopted"), ID: "adopted-1", StartedAt: clock.Now(), WasReady: true},
+		{Spec: spec("fresh"), ID: "fresh-1", StartedAt: clock.Now()},
+	}})
+	if !m.Ready("adopted-1") {
+		t.Errorf("a container reported ready is not ready before its first probe")
+	}
+	if m.Ready("fresh-1") {
+		t.Errorf("a container never reported ready is ready before its first probe")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for m.Ready("adopted-1") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the adopted container is still ready after its probe kept failing")
+		}
+		clock.Advance(time.Second)
+		time.Sleep(5 * time.Millisecond)
+	}
+}

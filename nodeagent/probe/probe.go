@@ -81,6 +81,13 @@ type Container struct {
 	// StartedAt is when that container started; initialDelaySeconds
 	// counts from it.
 	StartedAt time.Time
+	// WasReady and WasStarted: the pod's last reported status says this
+	// container (same ID) was ready, or started. Its readiness or startup
+	// result starts from Success instead of the first probe, so that an
+	// agent that restarts and adopts running containers does not mark
+	// them unready (and empty their Services' endpoints) until a probe
+	// has run again. Only for a container the Manager has not seen yet.
+	WasReady, WasStarted bool
 }
 
 // Update is a change of one container's probe result.

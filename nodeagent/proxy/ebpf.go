@@ -3,9 +3,11 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/skiffhq/skiff/api"
 	"github.com/skiffhq/skiff/bpf"
@@ -35,8 +37,9 @@ func bpfConfig(cfg Config) bpf.Config {
 
 // ebpfEngine serves service ports with the eBPF datapath.
 type ebpfEngine struct {
-	dp  *bpf.Datapath
-	log *slog.Logger
+	dp    *bpf.Datapath
+	log   *slog.Logger
+	stats io.Closer // BPF run statistics kept on (Config.BPFStats), or nil
 }
 
 func openEBPF(cfg Config) (engine, error) {
@@ -49,10 +52,19 @@ func openEBPF(cfg Config) (engine, error) {
 		return nil, err
 	}
 	dp.SetDestroyTCP(cfg.DestroyTCP)
-	return &ebpfEngine{dp: dp, log: bc.Logger}, nil
+	e := &ebpfEngine{dp: dp, log: bc.Logger}
+	if cfg.BPFStats {
+		st, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+		if err != nil {
+			dp.Close()
+			return nil, fmt.Errorf("enable BPF run statistics: %w", err)
+		}
+		e.stats = st
+	}
+	return e, nil
 }
 
-func (e *ebpfEngine) sync(ports []ServicePort) error {
+func bpfServices(ports []ServicePort) []bpf.Service {
 	list := make([]bpf.Service, 0, len(ports))
 	for _, p := range ports {
 		s := bpf.Service{VIP: p.VIP, Port: p.Port, Protocol: bpfProtocol(p.Protocol), AffinityTimeout: p.Affinity}
@@ -62,14 +74,49 @@ func (e *ebpfEngine) sync(ports []ServicePort) error {
 		}
 		list = append(list, s)
 	}
-	st, err := e.dp.Sync(list)
+	return list
+}
+
+func (e *ebpfEngine) sync(ports []ServicePort) error {
+	st, err := e.dp.Sync(bpfServices(ports))
 	if err != nil {
 		return err
 	}
 	if st.Added+st.Updated+st.Removed+st.Destroyed > 0 {
-		e.log.Debug("datapath synced", "services", len(list), "added", st.Added, "updated", st.Updated, "removed", st.Removed, "destroyed_sockets", st.Destroyed)
+		e.log.Debug("datapath synced", "services", len(ports), "added", st.Added, "updated", st.Updated, "removed", st.Removed, "destroyed_sockets", st.Destroyed)
 	}
 	return nil
+}
+
+// update removes first: a key that moves between services in one batch
+// is removed and written again.
+func (e *ebpfEngine) update(upsert []ServicePort, remove []PortKey) error {
+	var errs []error
+	if len(remove) > 0 {
+		keys := make([]bpf.ServiceKey, 0, len(remove))
+		for _, k := range remove {
+			keys = append(keys, bpf.ServiceKey{VIP: k.VIP, Port: k.Port, Protocol: bpfProtocol(k.Protocol)})
+		}
+		_, err := e.dp.Remove(keys...)
+		errs = append(errs, err)
+	}
+	if len(upsert) > 0 {
+		_, err := e.dp.Upsert(bpfServices(upsert)...)
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (e *ebpfEngine) programStats() (map[string]programStats, error) {
+	st, err := e.dp.ProgramStats()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]programStats, len(st))
+	for name, s := range st {
+		out[name] = programStats{runs: s.Runs, runTime: s.RunTime}
+	}
+	return out, nil
 }
 
 func bpfProtocol(p api.Protocol) bpf.Protocol {
@@ -96,7 +143,12 @@ func (e *ebpfEngine) counters() (map[PortKey]PortCounters, error) {
 }
 
 // close releases the handles; pinned maps and links keep forwarding.
-func (e *ebpfEngine) close() error { return e.dp.Close() }
+func (e *ebpfEngine) close() error {
+	if e.stats != nil {
+		e.stats.Close()
+	}
+	return e.dp.Close()
+}
 
 // Cleanup removes what proxiers of cfg left on the node: the eBPF
 // datapath's links and pins under cfg.PinDir (when cfg.CgroupPath or a

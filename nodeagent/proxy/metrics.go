@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,12 +12,15 @@ import (
 // metrics are the proxier's Prometheus metrics:
 //
 //	skiff_proxy_mode_info{mode}                                1 for the datapath in use
-//	skiff_proxy_sync_duration_seconds{mode,result}             histogram of datapath syncs
+//	skiff_proxy_sync_duration_seconds{mode,kind,result}        histogram of datapath writes (kind full: Sync, update: Update)
 //	skiff_proxy_service_connections_total{namespace,service,port,protocol}
 //	skiff_proxy_service_datagrams_total{namespace,service,port,protocol}
 //	skiff_proxy_service_backends{namespace,service,port,protocol}
+//	skiff_proxy_bpf_program_runs_total{program}                ebpf mode, while BPF statistics are on
+//	skiff_proxy_bpf_program_run_seconds_total{program}
 //
-// The per-service series are read from the datapath when scraped.
+// The per-service and per-program series are read from the datapath when
+// scraped.
 type metrics struct {
 	reg          prometheus.Registerer
 	modeInfo     *prometheus.GaugeVec
@@ -26,7 +28,7 @@ type metrics struct {
 	ports        *portCollector
 }
 
-func newMetrics(reg prometheus.Registerer, mode Mode, eng engine) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, mode Mode, eng engine, state *programmedState) (*metrics, error) {
 	m := &metrics{
 		reg: reg,
 		modeInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -35,12 +37,11 @@ func newMetrics(reg prometheus.Registerer, mode Mode, eng engine) (*metrics, err
 		}, []string{"mode"}),
 		syncDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "skiff_proxy_sync_duration_seconds",
-			Help:    "Time to program the full set of services into the datapath, by mode and result.",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
-		}, []string{"mode", "result"}),
-		ports: &portCollector{eng: eng},
+			Help:    "Time to write services into the datapath, by mode, kind (full: the whole set; update: changed services) and result.",
+			Buckets: prometheus.ExponentialBuckets(0.000001, 2, 26),
+		}, []string{"mode", "kind", "result"}),
+		ports: &portCollector{eng: eng, state: state},
 	}
-	m.ports.snapshot.Store(new([]ServicePort))
 	m.modeInfo.WithLabelValues(string(mode)).Set(1)
 	if reg == nil {
 		return m, nil
@@ -58,15 +59,13 @@ func newMetrics(reg prometheus.Registerer, mode Mode, eng engine) (*metrics, err
 	return m, nil
 }
 
-func (m *metrics) observeSync(mode Mode, d time.Duration, err error) {
+func (m *metrics) observeSync(mode Mode, kind string, d time.Duration, err error) {
 	result := "success"
 	if err != nil {
 		result = "error"
 	}
-	m.syncDuration.WithLabelValues(string(mode), result).Observe(d.Seconds())
+	m.syncDuration.WithLabelValues(string(mode), kind, result).Observe(d.Seconds())
 }
-
-func (m *metrics) setPorts(ports []ServicePort) { m.ports.snapshot.Store(&ports) }
 
 func (m *metrics) unregister() {
 	if m.reg == nil {
@@ -83,12 +82,25 @@ var (
 	datagramsDesc    = prometheus.NewDesc("skiff_proxy_service_datagrams_total", "UDP datagrams clients sent to a service port.", portLabels, nil)
 	backendsDesc     = prometheus.NewDesc("skiff_proxy_service_backends", "Ready backends of a service port.", portLabels, nil)
 	counterErrorDesc = prometheus.NewDesc("skiff_proxy_counter_read_errors", "1 when the last scrape could not read the datapath's per-service counters.", nil, nil)
+	progRunsDesc     = prometheus.NewDesc("skiff_proxy_bpf_program_runs_total", "Runs of an eBPF datapath program, counted while BPF statistics are on (skiff agent --bpf-stats or sysctl kernel.bpf_stats_enabled).", []string{"program"}, nil)
+	progTimeDesc     = prometheus.NewDesc("skiff_proxy_bpf_program_run_seconds_total", "Time spent in an eBPF datapath program, counted while BPF statistics are on.", []string{"program"}, nil)
 )
 
-// portCollector reports the last synced service ports and their counters.
+// statsEngine is an engine whose programs have kernel run statistics.
+type statsEngine interface {
+	programStats() (map[string]programStats, error)
+}
+
+type programStats struct {
+	runs    uint64
+	runTime time.Duration
+}
+
+// portCollector reports the served service ports and their counters, and
+// the programs' run statistics where the engine has them.
 type portCollector struct {
-	eng      engine
-	snapshot atomic.Pointer[[]ServicePort]
+	eng   engine
+	state *programmedState
 }
 
 func (c *portCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -96,10 +108,22 @@ func (c *portCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- datagramsDesc
 	ch <- backendsDesc
 	ch <- counterErrorDesc
+	if _, ok := c.eng.(statsEngine); ok {
+		ch <- progRunsDesc
+		ch <- progTimeDesc
+	}
 }
 
 func (c *portCollector) Collect(ch chan<- prometheus.Metric) {
-	ports := *c.snapshot.Load()
+	if se, ok := c.eng.(statsEngine); ok {
+		if stats, err := se.programStats(); err == nil {
+			for name, st := range stats {
+				ch <- prometheus.MustNewConstMetric(progRunsDesc, prometheus.CounterValue, float64(st.runs), name)
+				ch <- prometheus.MustNewConstMetric(progTimeDesc, prometheus.CounterValue, st.runTime.Seconds(), name)
+			}
+		}
+	}
+	ports := c.state.ports()
 	counters, err := c.eng.counters()
 	failed := 0.0
 	if err != nil {

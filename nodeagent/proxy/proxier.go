@@ -21,6 +21,12 @@ type Proxier interface {
 	// namespace and name: the full desired set, passed again after any
 	// change. What is already programmed and unchanged is left alone.
 	Sync(ctx context.Context, services []*api.Service, endpoints []*api.Endpoints) error
+	// Update applies changes to single services and leaves the others as
+	// the last Sync or Update left them: the incremental form of Sync, for
+	// a watch event. In ebpf mode its cost grows with the change, not with
+	// the services programmed; the userspace proxy re-syncs its full set.
+	// After an error, call Sync with the full set.
+	Update(ctx context.Context, updates []ServiceUpdate) error
 	// Mode is the datapath in use (ebpf or userspace; never auto).
 	Mode() Mode
 	// Close releases the proxier. In ebpf mode forwarding goes on (pinned
@@ -53,6 +59,9 @@ func ParseMode(s string) (Mode, error) {
 // engine is a datapath: it serves a full set of service ports.
 type engine interface {
 	sync(ports []ServicePort) error
+	// update writes service ports (new or changed) and deletes others,
+	// leaving the rest alone.
+	update(upsert []ServicePort, remove []PortKey) error
 	// counters reads per service port traffic counters.
 	counters() (map[PortKey]PortCounters, error)
 	close() error
@@ -76,9 +85,9 @@ type proxier struct {
 	log      *slog.Logger
 	nodeName string
 
-	mu      sync.Mutex // serialises Sync and Close
-	skipped map[Skipped]bool
-	closed  bool
+	mu     sync.Mutex // serialises Sync, Update and Close
+	state  *programmedState
+	closed bool
 }
 
 var _ Proxier = (*proxier)(nil)
@@ -95,27 +104,70 @@ func (p *proxier) Sync(ctx context.Context, services []*api.Service, endpoints [
 		return errors.New("proxy: closed")
 	}
 	ports, skipped := ServicePorts(services, endpoints, p.nodeName)
-	p.logSkipped(skipped)
+	p.logSkipped(skipped, p.state.allSkipped())
 	start := time.Now()
 	err := p.eng.sync(ports)
-	p.metrics.observeSync(p.mode, time.Since(start), err)
-	p.metrics.setPorts(ports)
+	p.metrics.observeSync(p.mode, "full", time.Since(start), err)
+	p.state.reset(ports, skipped)
 	if err != nil {
 		return fmt.Errorf("proxy: %s sync of %d service ports: %w", p.mode, len(ports), err)
 	}
 	return nil
 }
 
-// logSkipped logs each skipped service port once, when it first appears.
-func (p *proxier) logSkipped(skipped []Skipped) {
-	next := make(map[Skipped]bool, len(skipped))
+func (p *proxier) Update(ctx context.Context, updates []ServiceUpdate) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errors.New("proxy: closed")
+	}
+	var (
+		upsert []ServicePort
+		remove []PortKey
+	)
+	for _, u := range updates {
+		n := nsName{u.Namespace, u.Name}
+		var ports []ServicePort
+		var skipped []Skipped
+		if u.Service != nil {
+			ports, skipped = appendServicePorts(nil, nil, u.Service, u.Endpoints, p.nodeName)
+		}
+		keep, up, rm, skipped := p.state.diff(n, ports, skipped)
+		was := make(map[Skipped]bool)
+		for _, sk := range p.state.skippedOf(n) {
+			was[sk] = true
+		}
+		p.logSkipped(skipped, was)
+		// Recorded before the datapath is written, so that a later update
+		// in this batch sees it; after an error the caller syncs in full,
+		// which starts the record over.
+		p.state.set(n, keep, skipped)
+		upsert = append(upsert, up...)
+		remove = append(remove, rm...)
+	}
+	if len(upsert)+len(remove) == 0 {
+		return nil
+	}
+	start := time.Now()
+	err := p.eng.update(upsert, remove)
+	p.metrics.observeSync(p.mode, "update", time.Since(start), err)
+	if err != nil {
+		return fmt.Errorf("proxy: %s update of %d service ports: %w", p.mode, len(upsert)+len(remove), err)
+	}
+	return nil
+}
+
+// logSkipped logs each of skipped that was not in was: once, when it
+// first appears.
+func (p *proxier) logSkipped(skipped []Skipped, was map[Skipped]bool) {
 	for _, s := range skipped {
-		next[s] = true
-		if !p.skipped[s] {
+		if !was[s] {
 			p.log.Info("service not served by the proxy", "namespace", s.Namespace, "service", s.Service, "port", s.Port, "reason", s.Reason)
 		}
 	}
-	p.skipped = next
 }
 
 func (p *proxier) Close() error {
@@ -152,6 +204,11 @@ type Config struct {
 	// eBPF stale-flow cleanup visits besides the agent's own: a socket
 	// iterator sees only the namespace it runs in. Nil: only the agent's.
 	NetnsPaths func() ([]string, error)
+	// BPFStats turns the kernel's BPF run statistics on while the eBPF
+	// datapath is open (skiff_proxy_bpf_program_run_seconds_total). They
+	// cost a clock read per program run; off, the metric shows only what
+	// kernel.bpf_stats_enabled counts.
+	BPFStats bool
 	// Probe reports what the kernel supports (default bpf.Probe; tests
 	// inject failures).
 	Probe func() (ProbeResult, error)
@@ -220,13 +277,14 @@ func New(cfg Config) (Proxier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %s mode: %w", mode, err)
 	}
-	m, err := newMetrics(cfg.Registerer, mode, eng)
+	state := newProgrammedState()
+	m, err := newMetrics(cfg.Registerer, mode, eng, state)
 	if err != nil {
 		eng.close()
 		return nil, fmt.Errorf("proxy: metrics: %w", err)
 	}
 	log.Info("service proxy mode", "mode", mode, "requested", cfg.Mode, "reason", reason)
-	return &proxier{mode: mode, eng: eng, metrics: m, log: log, nodeName: cfg.NodeName}, nil
+	return &proxier{mode: mode, eng: eng, metrics: m, log: log, nodeName: cfg.NodeName, state: state}, nil
 }
 
 // chooseAuto probes and opens the eBPF datapath, falling back to userspace.

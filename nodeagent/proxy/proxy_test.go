@@ -268,3 +268,59 @@ func TestEBPFKill9KeepsForwarding(t *testing.T) {
 		t.Errorf("long-lived connection after the restart: backend %q err %q, want %s", r.Backend, r.Err, before.Backend)
 	}
 }
+
+// With BPFStats the programs' run counts and run time are exported.
+func TestEBPFProgramStats(t *testing.T) {
+	netnstest.Require(t)
+	requireBPF(t)
+	env := proxytest.NewEnv(t, proxytest.Options{Cgroup: true})
+	for _, a := range proxytest.BackendAddrs {
+		env.StartBackend(t, a, 8080, 5353)
+	}
+	client := env.StartClient(t)
+	cfg := ebpfConfig(t, env)
+	cfg.BPFStats = true
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
+	p, err := proxy.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Close()
+		if err := proxy.Cleanup(cfg); err != nil {
+			t.Error(err)
+		}
+	})
+	port := proxytest.Port("http", "TCP", 80, 8080)
+	if err := p.Sync(context.Background(), []*api.Service{proxytest.Service("web", proxytest.WebVIP, port)},
+		[]*api.Endpoints{proxytest.Endpoints("web", proxytest.BackendAddrs, nil, port)}); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range client.TCP(t, netip.AddrPortFrom(proxytest.WebVIP, 80), 10) {
+		if r.Err != "" {
+			t.Fatalf("connection %d: %s", i, r.Err)
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "program" && l.GetValue() == "connect4" {
+					values[mf.GetName()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if got := values["skiff_proxy_bpf_program_runs_total"]; got < 10 {
+		t.Errorf("connect4 runs = %v, want >= 10 (10 connections made)", got)
+	}
+	if got := values["skiff_proxy_bpf_program_run_seconds_total"]; got <= 0 {
+		t.Errorf("connect4 run time = %v s, want > 0", got)
+	}
+	t.Logf("connect4: %v runs, %v s", values["skiff_proxy_bpf_program_runs_total"], values["skiff_proxy_bpf_program_run_seconds_total"])
+}

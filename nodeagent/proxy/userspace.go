@@ -6,7 +6,10 @@ import (
 )
 
 // userspaceEngine serves service ports with the userspace proxy.
-type userspaceEngine struct{ p *userspace.Proxy }
+type userspaceEngine struct {
+	p    *userspace.Proxy
+	last map[PortKey]ServicePort // the set of the last sync or update
+}
 
 func openUserspace(cfg Config) (engine, error) {
 	p, err := userspace.New(userspace.Config{
@@ -19,12 +22,33 @@ func openUserspace(cfg Config) (engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &userspaceEngine{p: p}, nil
+	return &userspaceEngine{p: p, last: map[PortKey]ServicePort{}}, nil
 }
 
 func (e *userspaceEngine) sync(ports []ServicePort) error {
-	list := make([]userspace.Service, 0, len(ports))
+	clear(e.last)
 	for _, p := range ports {
+		e.last[p.PortKey] = p
+	}
+	return e.apply()
+}
+
+// update changes the set and syncs it whole: the userspace proxy's Sync
+// leaves unchanged listeners and their connections alone, at a cost that
+// grows with the number of services.
+func (e *userspaceEngine) update(upsert []ServicePort, remove []PortKey) error {
+	for _, k := range remove {
+		delete(e.last, k)
+	}
+	for _, p := range upsert {
+		e.last[p.PortKey] = p
+	}
+	return e.apply()
+}
+
+func (e *userspaceEngine) apply() error {
+	list := make([]userspace.Service, 0, len(e.last))
+	for _, p := range e.last {
 		list = append(list, userspace.Service{
 			VIP:             p.VIP,
 			Port:            p.Port,

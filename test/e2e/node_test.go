@@ -170,7 +170,7 @@ func TestNodeRunsWeb(t *testing.T) {
 	if !strings.Contains(dev.output(), "mode=ebpf") {
 		t.Errorf("the dev node did not pick the eBPF datapath:\n%s", grepLines(dev.output(), "proxy"))
 	}
-	checkClusterIP(t, e, pods)
+	vip := checkClusterIP(t, e, pods)
 
 	// Logs and exec reach the pod through the API server and the agent.
 	if out := e.mustSkiff("logs", pods[1].Name); !strings.Contains(out, `echo serving as "`+pods[1].Name+`"`) {
@@ -209,21 +209,35 @@ func TestNodeRunsWeb(t *testing.T) {
 
 	// kill -9 of the agent (here, the whole dev process) leaves the
 	// containers running; the next start adopts them: same container IDs,
-	// same restart counts.
+	// same restart counts. A pod-like client streaming requests to the
+	// ClusterIP all along sees no failure: the pinned eBPF programs and
+	// maps keep translating while no agent runs.
+	stream := e.startClientStream(t, echoBin, cgroupParent, "http://"+vip+"/")
+	waitFor(t, 10*time.Second, "the ClusterIP stream under way", func() bool { ok, _ := stream.rounds(); return ok >= 3 })
 	before := e.pods(t)
 	if err := dev.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	<-dev.done
+	atKill, _ := stream.rounds()
 	for _, p := range before {
 		if out, err := e.inNetns(echoBin, "fetch", "http://"+p.IP+":8080/", "-n", "1", "--require-test-netns"); err != nil {
 			t.Fatalf("pod %s stopped answering while skiff was down: %v\n%s", p.Name, err, out)
 		}
 	}
+	time.Sleep(time.Second) // no agent at all
+	atRestart, _ := stream.rounds()
 	dev2 := e.start("skiff dev (restarted)", args...)
 	dev2.waitOutput("skiff dev is ready", 0, 90*time.Second)
 	dev2.waitOutput("adopted sandboxes from the runtime", 0, 30*time.Second)
 	time.Sleep(2 * time.Second) // a few relists: a wrongly restarted container would show by now
+	ok, fails := stream.end()
+	if len(fails) > 0 || atRestart <= atKill || ok <= atRestart {
+		t.Errorf("ClusterIP stream across the kill -9 and restart: %d rounds of 10 requests ok (%d at the kill, %d at the restart), %d failed:\n%s",
+			ok, atKill, atRestart, len(fails), failSummary(fails))
+	} else {
+		t.Logf("ClusterIP stream across the kill -9 and restart: %d rounds of 10 requests, %d while no agent ran, none failed", ok, atRestart-atKill)
+	}
 	after := e.pods(t)
 	for i := range before {
 		b, a := before[i], after[i]
@@ -264,8 +278,9 @@ func TestNodeRunsWeb(t *testing.T) {
 }
 
 // checkClusterIP asserts that the web Service's ClusterIP answers from
-// each of pods, over TCP (port 80) and UDP (9090), from inside a pod.
-func checkClusterIP(t *testing.T, e *env, pods []podView) {
+// each of pods, over TCP (port 80) and UDP (9090), from inside a pod, and
+// returns it.
+func checkClusterIP(t *testing.T, e *env, pods []podView) string {
 	t.Helper()
 	var svc struct {
 		Spec struct {
@@ -293,6 +308,7 @@ func checkClusterIP(t *testing.T, e *env, pods []podView) {
 			return r.err == nil
 		})
 	}
+	return vip
 }
 
 // grepLines returns the lines of out that contain s.

@@ -72,6 +72,7 @@ func Run(t *testing.T, env *Env, newProxier Factory, feat Features) {
 	t.Run("NoReadyBackendsRefuses", s.noReadyBackends)
 	t.Run("RemovedServiceFailsFast", s.removedService)
 	t.Run("TenThousandServices", s.manyServices)
+	t.Run("UpdateChangesOneService", s.updates)
 }
 
 type suite struct {
@@ -181,7 +182,7 @@ func (s *suite) spread(t *testing.T) {
 			t.Errorf("backends of web:%s = %v, want 3", l["port"], got)
 		}
 	}
-	if got := m.count("skiff_proxy_sync_duration_seconds", map[string]string{"mode": string(p.Mode()), "result": "success"}); got != 1 {
+	if got := m.count("skiff_proxy_sync_duration_seconds", map[string]string{"mode": string(p.Mode()), "kind": "full", "result": "success"}); got != 1 {
 		t.Errorf("sync duration observations = %v, want 1", got)
 	}
 }
@@ -341,6 +342,75 @@ func (s *suite) manyServices(t *testing.T) {
 	took = syncOK(t, p, svcs, eps)
 	t.Logf("%s: Sync of %d services with one added took %v (full set translated and diffed)", p.Mode(), n+1, took)
 	backends(t, "TCP to the added service", s.client.TCP(t, vip(vipOf(n), 80), 1), vip(vipOf(n), 80))
+
+	name = "svc-updated"
+	took = updateOK(t, p, proxy.ServiceUpdate{Namespace: "default", Name: name,
+		Service: Service(name, vipOf(n+1), port), Endpoints: Endpoints(name, BackendAddrs, nil, port)})
+	t.Logf("%s: Update adding one service to %d took %v", p.Mode(), n+1, took)
+	backends(t, "TCP to the service added by Update", s.client.TCP(t, vip(vipOf(n+1), 80), 1), vip(vipOf(n+1), 80))
+}
+
+func updateOK(t *testing.T, p proxy.Proxier, updates ...proxy.ServiceUpdate) time.Duration {
+	t.Helper()
+	start := time.Now()
+	if err := p.Update(context.Background(), updates); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	return time.Since(start)
+}
+
+// updates: Update adds, changes and deletes single services and leaves
+// the others alone; the metrics follow.
+func (s *suite) updates(t *testing.T) {
+	p, reg := s.proxier(t)
+	syncOK(t, p, []*api.Service{web()}, []*api.Endpoints{webEndpoints(BackendAddrs...)})
+	all := names(BackendAddrs...)
+
+	// Add a second service.
+	other := Service("other", EmptyVIP, httpPort)
+	updateOK(t, p, proxy.ServiceUpdate{Namespace: "default", Name: "other", Service: other,
+		Endpoints: Endpoints("other", BackendAddrs[:1], nil, httpPort)})
+	if seen := backends(t, "TCP to other", s.client.TCP(t, vip(EmptyVIP, 80), 10), vip(EmptyVIP, 80)); !sameSet(seen, names(BackendAddrs[0])) {
+		t.Errorf("the added service reached %v, want only %s", seen, BackendAddrs[0])
+	}
+
+	// Change web's endpoints: one backend leaves.
+	left := BackendAddrs[1:]
+	updateOK(t, p, proxy.ServiceUpdate{Namespace: "default", Name: "web", Service: web(), Endpoints: webEndpoints(left...)})
+	if seen := backends(t, "TCP to web", s.client.TCP(t, vip(WebVIP, 80), 30), vip(WebVIP, 80)); !sameSet(seen, names(left...)) {
+		t.Errorf("after an update without %s, web reached %v, want exactly %v", BackendAddrs[0], seen, names(left...))
+	}
+	if seen := backends(t, "UDP to web", s.client.UDP(t, vip(WebVIP, 53), 30, false), vip(WebVIP, 53)); !sameSet(seen, names(left...)) {
+		t.Errorf("after an update without %s, web's UDP port reached %v, want exactly %v", BackendAddrs[0], seen, names(left...))
+	}
+	m := gather(t, reg)
+	if got := m.value("skiff_proxy_service_backends", map[string]string{"namespace": "default", "service": "web", "port": "http", "protocol": "TCP"}); got != 2 {
+		t.Errorf("backends of web:http after the update = %v, want 2", got)
+	}
+	if got := m.value("skiff_proxy_service_backends", map[string]string{"namespace": "default", "service": "other", "port": "http", "protocol": "TCP"}); got != 1 {
+		t.Errorf("backends of other:http = %v, want 1", got)
+	}
+	if got := m.count("skiff_proxy_sync_duration_seconds", map[string]string{"mode": string(p.Mode()), "kind": "update", "result": "success"}); got != 2 {
+		t.Errorf("update duration observations = %v, want 2", got)
+	}
+
+	// Delete web: its VIP fails fast, other still answers.
+	updateOK(t, p, proxy.ServiceUpdate{Namespace: "default", Name: "web"})
+	for i, r := range s.client.TCP(t, vip(WebVIP, 80), 3) {
+		if r.Err == "" || r.Elapsed > noHang {
+			t.Errorf("TCP #%d to a service deleted by Update: backend=%q err=%q after %v; want an error within %v", i, r.Backend, r.Err, r.Elapsed, noHang)
+		}
+	}
+	backends(t, "TCP to other after web is gone", s.client.TCP(t, vip(EmptyVIP, 80), 3), vip(EmptyVIP, 80))
+	if m := gather(t, reg); m.find("skiff_proxy_service_backends", map[string]string{"namespace": "default", "service": "web", "port": "http", "protocol": "TCP"}) != nil {
+		t.Errorf("the deleted service web still has a backends series")
+	}
+
+	// A full Sync afterwards agrees with what the updates left.
+	syncOK(t, p, []*api.Service{web(), other}, []*api.Endpoints{webEndpoints(BackendAddrs...), Endpoints("other", BackendAddrs[:1], nil, httpPort)})
+	if seen := backends(t, "TCP to web after Sync", s.client.TCP(t, vip(WebVIP, 80), 30), vip(WebVIP, 80)); !sameSet(seen, all) {
+		t.Errorf("after a Sync with web back, it reached %v, want all of %v", seen, all)
+	}
 }
 
 // metricFamilies reads a registry.
