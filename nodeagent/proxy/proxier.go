@@ -136,11 +136,13 @@ func (p *proxier) Update(ctx context.Context, updates []ServiceUpdate) error {
 			ports, skipped = appendServicePorts(nil, nil, u.Service, u.Endpoints, p.nodeName)
 		}
 		keep, up, rm, skipped := p.state.diff(n, ports, skipped)
-		was := make(map[Skipped]bool)
-		for _, sk := range p.state.skippedOf(n) {
-			was[sk] = true
+		if len(skipped) > 0 {
+			was := make(map[Skipped]bool)
+			for _, sk := range p.state.skippedOf(n) {
+				was[sk] = true
+			}
+			p.logSkipped(skipped, was)
 		}
-		p.logSkipped(skipped, was)
 		// Recorded before the datapath is written, so that a later update
 		// in this batch sees it; after an error the caller syncs in full,
 		// which starts the record over.
