@@ -102,7 +102,7 @@ one to DATA_DIR/admin.conf).`,
 		c.GroupID = "basic"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{newServerCmd(o), newDevCmd(o), newAgentCmd(o), newMembersCmd(o), newTokenCmd(o), newCordonCmd(o, true), newCordonCmd(o, false), newDrainCmd(o), newImageCmd(o)} {
+	for _, c := range []*cobra.Command{newServerCmd(o), newDevCmd(o), newAgentCmd(o), newMembersCmd(o), newTokenCmd(o), newCordonCmd(o, true), newCordonCmd(o, false), newDrainCmd(o), newImageCmd(o), newLabCmd(o)} {
 		c.GroupID = "cluster"
 		root.AddCommand(c)
 	}

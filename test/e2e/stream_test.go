@@ -26,6 +26,12 @@ type clientStream struct {
 }
 
 func (e *env) startClientStream(t *testing.T, echoBin, cgroupParent, url string) *clientStream {
+	return startClientStream(t, "/run/netns/"+e.netns, echoBin, cgroupParent, url)
+}
+
+// startClientStream starts a clientStream in the network namespace at
+// netnsPath.
+func startClientStream(t *testing.T, netnsPath, echoBin, cgroupParent, url string) *clientStream {
 	t.Helper()
 	cg := filepath.Join("/sys/fs/cgroup/unified", cgroupParent, "e2e-client")
 	if _, err := os.Stat("/sys/fs/cgroup/unified/cgroup.procs"); err != nil {
@@ -39,7 +45,7 @@ func (e *env) startClientStream(t *testing.T, echoBin, cgroupParent, url string)
 while [ ! -e ` + s.stop + ` ]; do
   if out=$(` + echoBin + ` fetch ` + url + ` -n 10 --timeout 1s --require-test-netns 2>&1); then echo ok; else echo "FAIL $out" | tr '\n' ' '; echo; fi
 done`
-	s.cmd = exec.Command("nsenter", "--net=/run/netns/"+e.netns, "sh", "-c", script)
+	s.cmd = exec.Command("nsenter", "--net="+netnsPath, "sh", "-c", script)
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
