@@ -224,7 +224,7 @@ func (l *Lab) ContainerdNamespace(m *Machine) string { return "skiff-lab-" + l.N
 
 // PinDir is the bpffs directory of a node's eBPF pins; pinRoot the lab's.
 func (l *Lab) PinDir(m *Machine) string { return filepath.Join(l.pinRoot(), m.Name) }
-func (l *Lab) pinRoot() string            { return "/sys/fs/bpf/skiff-lab-" + l.Name }
+func (l *Lab) pinRoot() string          { return "/sys/fs/bpf/skiff-lab-" + l.Name }
 
 // stateDir is the nodes' --state-dir (netns mounts under <it>/<node>).
 func (l *Lab) stateDir() string { return "/run/skiff-lab-" + l.Name }
