@@ -99,3 +99,29 @@ func relay(ctx context.Context, c net.Conn, netns, target string, log *slog.Logg
 	up.Close()
 	<-done
 }
+
+// DialLAN connects to address on the lab's LAN from the LAN namespace:
+// the way in for tests that talk to the servers themselves rather than
+// through the forwarder (a refused dial then means what it says).
+func (l *Lab) DialLAN(ctx context.Context, network, address string) (net.Conn, error) {
+	var c net.Conn
+	err := nsrun.Do(netnsPath(l.LAN), func() error {
+		var d net.Dialer
+		var err error
+		c, err = d.DialContext(ctx, network, address)
+		return err
+	})
+	return c, err
+}
+
+// APIURL is the API address of a server on the LAN.
+func (l *Lab) APIURL(name string) (string, error) {
+	m, err := l.Machine(name)
+	if err != nil {
+		return "", err
+	}
+	if m.Role != RoleServer {
+		return "", fmt.Errorf("lab: %s is not a server", name)
+	}
+	return l.apiURL(m), nil
+}
