@@ -44,6 +44,7 @@ type agentFlags struct {
 	memory      string
 	maxPods     int
 	heartbeat   time.Duration
+	fenceAfter  time.Duration
 	labels      string
 	concurrency int
 	http1       bool
@@ -200,7 +201,7 @@ Get a token with: skiff token create --usage agent --ttl 24h`,
 				DataDir: f.dataDir, Containerd: f.containerd, Namespace: f.namespace,
 				CgroupParent: f.cgroupParent, StateDir: filepath.Join(f.stateDir, name),
 				CNIPluginDirs: splitServers(f.cniBinDir), ServiceCIDR: svc, Labels: labels,
-				MaxPods: f.maxPods, Heartbeat: f.heartbeat, BackoffMax: f.backoffMax,
+				MaxPods: f.maxPods, Heartbeat: f.heartbeat, FenceAfter: f.fenceAfter, BackoffMax: f.backoffMax,
 				Images: f.images, Port: f.port, Version: o.build.Version, Log: log,
 				ProxyMode: mode, PinDir: f.pinDir, BPFStats: f.bpfStats, MetricsAddr: f.metricsAddr,
 			})
@@ -233,6 +234,7 @@ Get a token with: skiff token create --usage agent --ttl 24h`,
 	fl.StringVar(&f.memory, "memory", "16Gi", "fake runtime: memory capacity of the node(s) (a real node reports its machine's)")
 	fl.IntVar(&f.maxPods, "max-pods", nodeagent.DefaultMaxPods, "how many pods the node(s) may run")
 	fl.DurationVar(&f.heartbeat, "heartbeat-period", nodeagent.DefaultHeartbeatPeriod, "how often each node tells the control plane it is alive")
+	fl.DurationVar(&f.fenceAfter, "fence-after", 0, "stop this node's pods when it has reached no API server and no other node for this long (isolation fencing; 0: never). Set it to the servers' --node-grace-period so pods evicted by the control plane are not left running on an isolated node")
 	fl.StringVar(&f.labels, "labels", "", "node labels k=v,... (only kubernetes.io/{hostname,os,arch}, node.kubernetes.io/*, topology.kubernetes.io/*, skiff.io/agent-*)")
 	fl.IntVar(&f.concurrency, "concurrency", hollow.DefaultConcurrency, "with --simulate: joins and registrations in flight")
 	fl.BoolVar(&f.http1, "http1", false, "with --simulate: each node speaks HTTP/1.1 over two or three connections instead of HTTP/2 over one")
@@ -316,7 +318,7 @@ func runFakeAgent(ctx context.Context, f agentFlags, servers []string, tok api.J
 	ag, err := nodeagent.New(nodeagent.Config{
 		Client: c, NodeName: name, Runtime: fake.New(fake.Options{StartDelay: f.readyDelay}),
 		Capacity: capacity, Labels: labels, Addresses: addrs, Version: version,
-		HeartbeatPeriod: f.heartbeat, Logger: log,
+		HeartbeatPeriod: f.heartbeat, FenceAfter: f.fenceAfter, Logger: log,
 	})
 	if err != nil {
 		return err

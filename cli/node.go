@@ -59,7 +59,11 @@ type nodeConfig struct {
 	Labels        map[string]string
 	MaxPods       int
 	Heartbeat     time.Duration
-	BackoffMax    time.Duration
+	// FenceAfter is nodeagent.Config.FenceAfter: stop the node's pods
+	// once it has reached no API server and no other node for this long
+	// (0: never).
+	FenceAfter time.Duration
+	BackoffMax time.Duration
 	// Port is the agent endpoint's (logs, exec, image import; default
 	// 10250), on NodeIP.
 	Port int
@@ -223,7 +227,7 @@ func runNode(ctx context.Context, cfg nodeConfig) error {
 			{Type: api.NodeInternalIP, Address: hostIP},
 			{Type: api.NodeHostName, Address: cfg.Name},
 		},
-		HeartbeatPeriod: cfg.Heartbeat, BackoffMax: cfg.BackoffMax,
+		HeartbeatPeriod: cfg.Heartbeat, BackoffMax: cfg.BackoffMax, FenceAfter: cfg.FenceAfter,
 		Routes: rts, PodLogDir: filepath.Join(cfg.DataDir, "pods"),
 		DaemonPort: int32(port), Proxy: px, Metrics: reg, Logger: log,
 	})

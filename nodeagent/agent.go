@@ -97,6 +97,17 @@ type Config struct {
 	// such as a sandbox that vanished before any relist saw it.
 	ResyncPeriod time.Duration
 
+	// FenceAfter turns on isolation fencing: when the agent has reached no
+	// API server and no other node's agent for this long, it stops every
+	// pod it runs, and starts those the API still has once an API server
+	// answers again (see fence.go). Set it to the control plane's node
+	// grace period, after which the pods are replaced elsewhere. A node
+	// that knows no other node never fences. 0: never.
+	FenceAfter time.Duration
+	// ReachPeer tells whether another node's agent accepts connections at
+	// host:port, for fencing (default: a TCP connection).
+	ReachPeer ReachFunc
+
 	// BackoffMin and BackoffMax bound the back-off of restarting a
 	// crashing container or retrying a failed start or pull: BackoffMin
 	// (default 10s) doubling up to BackoffMax (default 5m), as the
@@ -112,8 +123,9 @@ type Config struct {
 // runtime, reporting their status.
 //
 // Goroutines: Run itself (the event loop), one heartbeat loop, the pod
-// watch's reader (in the client), and one worker per pod only while that
-// pod is changing. All of them end before Run returns.
+// watch's reader (in the client), one worker per pod only while that
+// pod is changing, and with fencing on a fence loop and a node watch. All
+// of them end before Run returns.
 type Agent struct {
 	cfg    Config
 	c      *client.Client
@@ -136,7 +148,7 @@ type Agent struct {
 	mu       sync.Mutex
 	node     *api.Node // set by Register, and by Run once it has a pod CIDR
 	pods     map[api.UID]*podState
-	stopping bool
+	stopping bool // no worker may start: shutting down, or fenced
 	workers  sync.WaitGroup
 }
 
@@ -168,6 +180,12 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.BackoffMax < cfg.BackoffMin {
 		cfg.BackoffMax = max(DefaultBackoffMax, cfg.BackoffMin)
+	}
+	if cfg.FenceAfter < 0 {
+		return nil, fmt.Errorf("nodeagent: fence period %v: want 0 (never) or more", cfg.FenceAfter)
+	}
+	if cfg.ReachPeer == nil {
+		cfg.ReachPeer = tcpReach
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = RealClock{}
@@ -229,15 +247,19 @@ func (a *Agent) setNode(n *api.Node) {
 // means the node could not run at all (refused registration, no runtime).
 // Pods keep running when Run returns: an agent started again on the same
 // runtime adopts them.
-func (a *Agent) Run(ctx context.Context) error {
+func (a *Agent) Run(parent context.Context) error {
 	if a.Node() == nil {
-		if err := a.Register(ctx); err != nil {
-			if ctx.Err() != nil {
+		if err := a.Register(parent); err != nil {
+			if parent.Err() != nil {
 				return nil
 			}
 			return err
 		}
 	}
+	// Every loop ends with ctx, before the workers are stopped for good
+	// (fencing may start them again only while ctx lasts).
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { a.heartbeatLoop(ctx) })
@@ -248,8 +270,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.Proxy != nil {
 		wg.Go(func() { a.servicesLoop(ctx) })
 	}
+	// The fence loop drives the workers and the prober: it ends before
+	// they are stopped.
+	var fencing sync.WaitGroup
+	if a.cfg.FenceAfter > 0 {
+		peers := &peerSet{}
+		wg.Go(func() { a.peersLoop(ctx, peers) })
+		fencing.Go(func() { a.fenceLoop(ctx, peers) })
+	}
 
 	err := a.runPods(ctx)
+	cancel()
+	fencing.Wait()
 
 	a.mu.Lock()
 	a.stopping = true
@@ -262,7 +294,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Unlock()
 	a.workers.Wait()
 	a.probes.Stop()
-	if ctx.Err() != nil {
+	if parent.Err() != nil {
 		return nil
 	}
 	return err
