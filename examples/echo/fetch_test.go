@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -195,4 +196,43 @@ func closedPort(t *testing.T) string {
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	ln.Close()
 	return port
+}
+
+// hold keeps one connection for its duration, and fails when the server
+// closes it.
+func TestHold(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "pod-a") }))
+	defer srv.Close()
+	var conns atomic.Int32
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	var out bytes.Buffer
+	if err := hold(context.Background(), holdConfig{Target: mustURL(t, srv.URL+"/"), For: 200 * time.Millisecond, Interval: 10 * time.Millisecond, Timeout: time.Second}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "held one connection to pod-a") || conns.Load() != 1 {
+		t.Errorf("out %q, %d connections; want one connection to pod-a", out.String(), conns.Load())
+	}
+
+	closing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		fmt.Fprintln(w, "pod-b")
+	}))
+	defer closing.Close()
+	err := hold(context.Background(), holdConfig{Target: mustURL(t, closing.URL+"/"), For: time.Second, Interval: 10 * time.Millisecond, Timeout: time.Second}, &out)
+	if err == nil || !strings.Contains(err.Error(), "broke after 0 requests") {
+		t.Errorf("hold against a server that closes: %v", err)
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

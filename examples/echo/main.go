@@ -16,6 +16,7 @@ const usage = `usage:
   echo [serve] [--http :8080] [--udp :9090] [--name NAME] [--shutdown-delay 0s] [--shutdown-timeout 10s] [--access-log]
   echo fetch URL [-n 10] [-c 1] [--timeout 2s] [--require-test-netns]
   echo udp ADDR [-n 10] [-c 1] [--timeout 1s] [--require-test-netns]
+  echo hold URL [--for 10s] [--interval 100ms] [--timeout 2s] [--require-test-netns]
 `
 
 // Exit codes.
@@ -49,6 +50,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = fetchCommand(ctx, args, stdout, stderr, protoHTTP)
 	case "udp":
 		err = fetchCommand(ctx, args, stdout, stderr, protoUDP)
+	case "hold":
+		err = holdCommand(ctx, args, stdout)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +18,15 @@ import (
 // labGrace is the lab's node grace period (servers) and fence period
 // (agents): short, so node-loss scenarios finish quickly.
 const labGrace = 4 * time.Second
+
+// labOutage is how long every server stays down in scenario 4 (the issue
+// asks for 60s; SKIFF_LAB_OUTAGE shortens it while developing).
+var labOutage = func() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("SKIFF_LAB_OUTAGE")); err == nil && d > 0 {
+		return d
+	}
+	return 60 * time.Second
+}()
 
 // startLab brings up a 3-server, 3-node lab for the test and removes it
 // afterwards. Every process's log goes to a directory kept when the test
@@ -78,6 +89,8 @@ func TestLab(t *testing.T) {
 
 	t.Run("PodToPodAndClusterIPAcrossNodes", func(t *testing.T) { labCrossNode(t, e, vip) })
 	t.Run("AgentKill9UnderClusterIPLoad", func(t *testing.T) { labAgentKills(t, l, e, echoBin, vip, 20) })
+	t.Run("AllServersDown", func(t *testing.T) { labServersDown(t, l, e, echoBin, vip, labOutage) })
+	t.Run("RollingUpdateUnderLoad", func(t *testing.T) { labRollingUpdate(t, l, e, echoBin, vip) })
 }
 
 func serviceIP(t *testing.T, e *env, name string) string {
@@ -181,5 +194,185 @@ func labAgentKills(t *testing.T, l *lab.Lab, e *env, echoBin, vip string, kills 
 	// The node is still Ready and its pods untouched.
 	if err := l.WaitNodesReady(context.Background(), 30*time.Second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// labPodState is what "nothing restarted" compares.
+type labPodState struct {
+	Node, ContainerID string
+	Restarts          int
+	Ready             bool
+}
+
+func labPodStates(t *testing.T, e *env) map[string]labPodState {
+	t.Helper()
+	var list struct {
+		Items []struct {
+			Metadata struct{ Name string } `json:"metadata"`
+			Spec     struct {
+				NodeName string `json:"nodeName"`
+			} `json:"spec"`
+			Status struct {
+				ContainerStatuses []struct {
+					ContainerID  string `json:"containerID"`
+					RestartCount int    `json:"restartCount"`
+					Ready        bool   `json:"ready"`
+				} `json:"containerStatuses"`
+			} `json:"status"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(e.mustSkiff("get", "pods", "-o", "json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]labPodState{}
+	for _, p := range list.Items {
+		s := labPodState{Node: p.Spec.NodeName}
+		for _, c := range p.Status.ContainerStatuses {
+			s.ContainerID, s.Restarts, s.Ready = c.ContainerID, c.RestartCount, c.Ready
+		}
+		out[p.Metadata.Name] = s
+	}
+	return out
+}
+
+// holdConn is `echo hold` run by a pod-like client (a node's namespace,
+// a cgroup under its pods' parent): one long-lived connection through a
+// ClusterIP, a request every 100ms.
+type holdConn struct {
+	cmd  *exec.Cmd
+	out  bytes.Buffer
+	done chan error
+}
+
+func startHold(t *testing.T, l *lab.Lab, node, echoBin, url string, d time.Duration) *holdConn {
+	t.Helper()
+	m, err := l.Machine(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg := filepath.Join("/sys/fs/cgroup/unified", l.CgroupParent(m), "e2e-hold")
+	if err := os.MkdirAll(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h := &holdConn{done: make(chan error, 1)}
+	h.cmd = exec.Command("nsenter", "--net="+m.NetnsPath(), "sh", "-c",
+		`echo $$ > `+cg+`/cgroup.procs && exec `+echoBin+` hold `+url+` --for `+d.String()+` --interval 100ms --require-test-netns`)
+	h.cmd.Stdout, h.cmd.Stderr = &h.out, &h.out
+	if err := h.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { h.done <- h.cmd.Wait() }()
+	t.Cleanup(func() {
+		h.cmd.Process.Kill()
+		<-h.done
+		os.Remove(cg)
+	})
+	return h
+}
+
+// wait waits for the hold to end and returns its error and output.
+func (h *holdConn) wait(timeout time.Duration) (string, error) {
+	select {
+	case err := <-h.done:
+		h.done <- err // for the cleanup
+		return strings.TrimSpace(h.out.String()), err
+	case <-time.After(timeout):
+		return strings.TrimSpace(h.out.String()), fmt.Errorf("still holding after %v", timeout)
+	}
+}
+
+// Scenario 4: every server down for a while (SIGKILL): the pods keep
+// running, the ClusterIP keeps answering new connections, a long-lived
+// one sees no reset; with the servers back nothing is restarted.
+func labServersDown(t *testing.T, l *lab.Lab, e *env, echoBin, vip string, down time.Duration) {
+	before := labPodStates(t, e)
+	n1, _ := l.Machine("n1")
+	stream := startClientStream(t, n1.NetnsPath(), echoBin, l.CgroupParent(n1), "http://"+vip+"/")
+	hold := startHold(t, l, "n2", echoBin, "http://"+vip+"/", down+15*time.Second)
+	waitFor(t, 15*time.Second, "the ClusterIP stream under way", func() bool { ok, _ := stream.rounds(); return ok >= 3 })
+	servers := l.ByRole(lab.RoleServer)
+	for _, s := range servers {
+		if err := l.Kill(s.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	atDown, _ := stream.rounds()
+	t.Logf("all %d servers killed; waiting %v", len(servers), down)
+	time.Sleep(down)
+	atUp, _ := stream.rounds()
+	for _, s := range servers {
+		if err := l.Start(s.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := l.WaitNodesReady(ctx, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // the controllers catch up: an eviction would show by now
+	ok, fails := stream.end()
+	if len(fails) > 0 || atUp <= atDown {
+		t.Errorf("ClusterIP stream: %d rounds ok (%d while the servers were down), %d failed:\n%s", ok, atUp-atDown, len(fails), failSummary(fails))
+	} else {
+		t.Logf("ClusterIP stream: %d rounds of 10 requests, %d of them while every server was down, none failed", ok, atUp-atDown)
+	}
+	if out, err := hold.wait(30 * time.Second); err != nil {
+		t.Errorf("long-lived connection through the ClusterIP across the outage: %v\n%s", err, out)
+	} else {
+		t.Logf("long-lived connection: %s", out)
+	}
+	after := labPodStates(t, e)
+	for name, b := range before {
+		a, ok := after[name]
+		if !ok || a.ContainerID != b.ContainerID || a.Restarts != b.Restarts || !a.Ready {
+			t.Errorf("pod %s after the outage: %+v, before: %+v (want the same container, restarts, Ready)", name, a, b)
+		}
+	}
+	if len(after) != len(before) {
+		t.Errorf("%d pods after the outage, %d before", len(after), len(before))
+	}
+}
+
+// Scenario 7: a rolling update of the Deployment behind the Service under
+// constant load loses no request.
+func labRollingUpdate(t *testing.T, l *lab.Lab, e *env, echoBin, vip string) {
+	before := labPodStates(t, e)
+	n1, _ := l.Machine("n1")
+	stream := startClientStream(t, n1.NetnsPath(), echoBin, l.CgroupParent(n1), "http://"+vip+"/")
+	waitFor(t, 15*time.Second, "the ClusterIP stream under way", func() bool { ok, _ := stream.rounds(); return ok >= 3 })
+	manifest, err := os.ReadFile(filepath.Join(repoRoot, "examples/web.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	updated := strings.Replace(string(manifest), "          imagePullPolicy: IfNotPresent\n",
+		"          imagePullPolicy: IfNotPresent\n          env:\n            - name: REVISION\n              value: \"2\"\n", 1)
+	if updated == string(manifest) {
+		t.Fatal("examples/web.yaml: no imagePullPolicy line to add an env var after")
+	}
+	path := filepath.Join(t.TempDir(), "web-v2.yaml")
+	if err := os.WriteFile(path, []byte(updated), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	e.mustSkiff("apply", "-f", path)
+	e.mustSkiff("rollout", "status", "deploy/web", "--timeout", "120s")
+	// The old pods finish terminating (their shutdown delay and drain).
+	waitFor(t, 60*time.Second, "the old pods gone", func() bool {
+		now := labPodStates(t, e)
+		for name := range before {
+			if _, ok := now[name]; ok {
+				return false
+			}
+		}
+		return len(now) == 3
+	})
+	took := time.Since(start)
+	time.Sleep(time.Second)
+	ok, fails := stream.end()
+	if len(fails) > 0 || ok < 10 {
+		t.Errorf("ClusterIP stream across the rolling update: %d rounds of 10 requests ok, %d failed:\n%s", ok, len(fails), failSummary(fails))
+	} else {
+		t.Logf("rolling update of 3 pods in %v under load: %d rounds of 10 requests, none failed", took.Round(100*time.Millisecond), ok)
 	}
 }
