@@ -34,9 +34,10 @@ import (
 //	        │ no (or no peers known: never fence)
 //	  isolated since the first such check; after FenceAfter: fence
 //
-// Fencing stops the pod workers (as shutting down does), then tears every
-// sandbox down as a deletion would (containers with their grace period,
-// sandbox, network). The pods stay in the agent's books: once a heartbeat
+// Fencing lets no pod worker start (as shutting down does) and tears
+// every sandbox down as a deletion would (containers with their grace
+// period, sandbox, network); a pod whose worker is still busy is torn down
+// at the next check after it finishes. The pods stay in the agent's books: once a heartbeat
 // is answered again and a list of the node's pods succeeds, the pods the
 // API still has are started again by the normal reconcile (new sandbox,
 // new containers) and those deleted meanwhile are forgotten.
@@ -325,8 +326,10 @@ func (a *Agent) fenceLoop(ctx context.Context, peers *peerSet) {
 				st.fenced = false
 			}
 		case fenceNone:
-			if st.fenced && r.isolated() {
-				a.fenceTeardown(ctx) // what a failed teardown left
+			if st.fenced {
+				// What a failed teardown or a worker still busy at the
+				// time left.
+				a.fenceTeardown(ctx)
 			}
 		}
 		if !a.sleep(ctx, max(period-a.clock.Now().Sub(start), 0)) {
@@ -336,8 +339,8 @@ func (a *Agent) fenceLoop(ctx context.Context, peers *peerSet) {
 }
 
 // fence stops every pod of the node: no worker may start (as when
-// shutting down), the running ones finish their pass, then every sandbox
-// is torn down.
+// shutting down), and every sandbox is torn down except those of pods
+// whose worker is still finishing its pass (the next checks take those).
 func (a *Agent) fence(ctx context.Context, isolatedFor time.Duration, r reach) {
 	a.mu.Lock()
 	a.stopping = true
@@ -360,22 +363,25 @@ func (a *Agent) fence(ctx context.Context, isolatedFor time.Duration, r reach) {
 	}
 	a.log.Error(fmt.Sprintf("node isolated for %v: no API server and %s reachable; stopping %d pods (fencing)",
 		isolatedFor.Round(time.Millisecond), peers, pods))
-	a.workers.Wait() // no new one can start: the pods are ours
-	stopped, failed := a.fenceTeardown(ctx)
+	stopped, left := a.fenceTeardown(ctx)
 	if ctx.Err() == nil {
 		a.log.Error("node fenced: its pods are stopped until an API server answers again",
-			"sandboxesRemoved", stopped, "failed", failed)
+			"podsStopped", stopped, "left", left)
 	}
 }
 
-// fenceTeardown tears down every sandbox the agent knows, in parallel
-// (while fenced: no worker runs). It returns how many pods it tore down
-// and how many failed (tried again at the next check).
-func (a *Agent) fenceTeardown(ctx context.Context) (stopped, failed int) {
+// fenceTeardown tears down, in parallel, the sandboxes of every pod
+// without a worker (while fenced none starts, so those pods are the fence
+// loop's). It returns how many pods it tore down and how many are left:
+// failed, or their worker still busy (the next check tries again).
+func (a *Agent) fenceTeardown(ctx context.Context) (stopped, left int) {
 	a.mu.Lock()
 	var todo []*podState
 	for _, ps := range a.pods {
-		if ps.sandbox != "" || len(ps.stale) > 0 {
+		switch {
+		case ps.running:
+			left++ // ps.running went false under a.mu once the worker let go of ps
+		case ps.sandbox != "" || len(ps.stale) > 0:
 			todo = append(todo, ps)
 		}
 	}
@@ -394,7 +400,7 @@ func (a *Agent) fenceTeardown(ctx context.Context) (stopped, failed int) {
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			failed++
+			left++
 			if ctx.Err() == nil {
 				a.log.Warn("fencing: stop a pod", "pod", podName(todo[i], nil), "err", err)
 			}
@@ -402,7 +408,7 @@ func (a *Agent) fenceTeardown(ctx context.Context) (stopped, failed int) {
 		}
 		stopped++
 	}
-	return stopped, failed
+	return stopped, left
 }
 
 // resume ends fencing once the API answers: the node's pods are listed,
