@@ -121,3 +121,18 @@ func (h *History) Check(timeout time.Duration, dir string) error {
 	}
 	return fmt.Errorf("history of %d operations is %s (not linearizable); visualization: %s", len(ops), res, viz)
 }
+
+// AckedBetween counts the writes with a definite answer that were sent at
+// or after from and returned by to.
+func (h *History) AckedBetween(from, to time.Time) int {
+	f, t := from.Sub(h.start).Nanoseconds(), to.Sub(h.start).Nanoseconds()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, op := range h.ops {
+		if op.Input.(Input).Op.IsWrite() && !op.Output.(Output).Unknown && op.Call >= f && op.Return <= t {
+			n++
+		}
+	}
+	return n
+}

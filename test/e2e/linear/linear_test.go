@@ -141,6 +141,12 @@ func TestHistory(t *testing.T) {
 	if d, ok := h.FirstAckAfter(mark); !ok || d < 0 || d > time.Second {
 		t.Errorf("FirstAckAfter = %v, %v", d, ok)
 	}
+	if n := h.AckedBetween(mark, time.Now()); n != 1 {
+		t.Errorf("AckedBetween(mark, now) = %d, want 1", n)
+	}
+	if n := h.AckedBetween(before, time.Now()); n != 2 {
+		t.Errorf("AckedBetween(start, now) = %d, want 2", n)
+	}
 	if _, ok := h.FirstAckAfter(time.Now()); ok {
 		t.Error("FirstAckAfter(now) found a write")
 	}
