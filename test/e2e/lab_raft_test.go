@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -322,6 +323,10 @@ func (a *labAPI) nodesReady(t *testing.T) {
 	}
 }
 
+// runID tells the keys of one run from an earlier one's in the same lab
+// (the model starts from keys that do not exist).
+func runID() string { return strconv.FormatInt(time.Now().UnixMilli()%(36*36*36*36*36), 36) }
+
 func keyNames(prefix string, n int) []string {
 	var out []string
 	for i := range n {
@@ -349,8 +354,8 @@ func labKillLeader(t *testing.T, l *lab.Lab) {
 	const (
 		workers = 6
 		keys    = 8
-		prefix  = "lab-kill-k"
 	)
+	prefix := "lab-kill-" + runID() + "-k"
 	a := newLabAPI(t, l)
 	a.agreedLeader(t, a.names, 15*time.Second)
 	h := linear.NewHistory()
@@ -416,12 +421,11 @@ func labKillLeader(t *testing.T, l *lab.Lab) {
 // there, and the whole history is linearizable.
 func labPartitionLeader(t *testing.T, l *lab.Lab) {
 	const (
-		workers   = 4
-		keys      = 8
-		prefix    = "lab-part-k"
-		seqPrefix = "lab-part-seq-"
-		cliKey    = "lab-part-minority"
+		workers = 4
+		keys    = 8
 	)
+	id := runID()
+	prefix, seqPrefix, cliKey := "lab-part-"+id+"-k", "lab-part-"+id+"-seq-", "lab-part-"+id+"-minority"
 	a := newLabAPI(t, l)
 	old := a.agreedLeader(t, a.names, 15*time.Second)
 	majority := without(a.names, old)
