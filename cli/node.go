@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -149,7 +152,7 @@ func runNode(ctx context.Context, cfg nodeConfig) error {
 	}
 	defer rt.Close()
 	for _, path := range cfg.Images {
-		if err := importImage(ctx, rt, path, log); err != nil {
+		if err := importImage(ctx, rt, path, filepath.Join(cfg.DataDir, importedImages), log); err != nil {
 			return err
 		}
 	}
@@ -292,19 +295,57 @@ func nodeClientConfig(ctx context.Context, cfg nodeConfig, hostIP string) (*clie
 	return &ccfg, nil
 }
 
-// importImage loads one image tarball into the node's containerd.
-func importImage(ctx context.Context, rt *containerd.Runtime, path string, log *slog.Logger) error {
-	f, err := os.Open(path)
+// importedImages (in the data dir) records the tarballs imported at start:
+// their SHA-256 and the images they held, so that a restarted agent skips
+// an import whose images containerd still has (an import takes ~1s, which
+// a restarting agent should spend heartbeating instead).
+const importedImages = "imported-images.json"
+
+// importImage loads one image tarball into the node's containerd, unless
+// the record says it was imported and its images are all there.
+func importImage(ctx context.Context, rt *containerd.Runtime, path, record string, log *slog.Logger) error {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("import image: %w", err)
 	}
-	defer f.Close()
-	imgs, err := rt.ImportImages(ctx, f)
+	sum := fmt.Sprintf("%x", sha256.Sum256(b))
+	done := map[string][]string{} // tarball SHA-256 -> image refs
+	if rb, err := os.ReadFile(record); err == nil {
+		if err := json.Unmarshal(rb, &done); err != nil {
+			log.Warn("unreadable record of imported images; importing again", "file", record, "err", err)
+			done = map[string][]string{}
+		}
+	}
+	if refs, ok := done[sum]; ok && len(refs) > 0 {
+		have := map[string]bool{}
+		if imgs, err := rt.ListImages(ctx); err == nil {
+			for _, img := range imgs {
+				have[img.Ref] = true
+			}
+		}
+		all := true
+		for _, r := range refs {
+			all = all && have[r]
+		}
+		if all {
+			log.Info("image already imported", "images", refs, "file", path)
+			return nil
+		}
+	}
+	imgs, err := rt.ImportImages(ctx, bytes.NewReader(b))
 	if err != nil {
 		return fmt.Errorf("import image %s: %w", path, err)
 	}
+	var refs []string
 	for _, img := range imgs {
 		log.Info("image imported", "image", img.Ref, "file", path)
+		refs = append(refs, img.Ref)
+	}
+	done[sum] = refs
+	if out, err := json.Marshal(done); err == nil {
+		if err := os.WriteFile(record, out, 0o600); err != nil {
+			log.Warn("record the imported images", "file", record, "err", err)
+		}
 	}
 	return nil
 }

@@ -23,15 +23,6 @@ import (
 	"github.com/skiffhq/skiff/test/e2e/linear"
 )
 
-// TestLabRaft runs scenarios 2 and 3 alone against a lab of their own.
-func TestLabRaft(t *testing.T) {
-	requireNode(t)
-	image, _ := echoTools(t)
-	l, _ := startLab(t, image)
-	t.Run("KillLeaderUnderWriteLoad", func(t *testing.T) { labKillLeader(t, l) })
-	t.Run("PartitionLeader", func(t *testing.T) { labPartitionLeader(t, l) })
-}
-
 // labAPI speaks to the lab's servers directly on its LAN (not through the
 // forwarder), with the admin credential: a refused or unanswered dial
 // means what it says about that server.

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,7 +48,7 @@ func startLab(t *testing.T, image string) (*lab.Lab, *env) {
 	defer cancel()
 	l, err := lab.Up(ctx, lab.Config{
 		Name: name, Dir: dir, LogDir: logs, Bin: skiffBin, Images: []string{image},
-		NodeGracePeriod: labGrace, Progress: testWriter{t},
+		NodeGracePeriod: labGrace, AgentArgs: []string{"--fence-after=" + labGrace.String()}, Progress: testWriter{t},
 	})
 	t.Cleanup(func() {
 		if l != nil {
@@ -88,9 +90,12 @@ func TestLab(t *testing.T) {
 	vip := serviceIP(t, e, "web")
 
 	t.Run("PodToPodAndClusterIPAcrossNodes", func(t *testing.T) { labCrossNode(t, e, vip) })
+	t.Run("KillLeaderUnderWriteLoad", func(t *testing.T) { labKillLeader(t, l) })
+	t.Run("PartitionLeader", func(t *testing.T) { labPartitionLeader(t, l) })
 	t.Run("AgentKill9UnderClusterIPLoad", func(t *testing.T) { labAgentKills(t, l, e, echoBin, vip, 20) })
 	t.Run("AllServersDown", func(t *testing.T) { labServersDown(t, l, e, echoBin, vip, labOutage) })
 	t.Run("RollingUpdateUnderLoad", func(t *testing.T) { labRollingUpdate(t, l, e, echoBin, vip) })
+	t.Run("NodeLoss", func(t *testing.T) { labNodeLoss(t, l, e) })
 }
 
 func serviceIP(t *testing.T, e *env, name string) string {
@@ -172,19 +177,31 @@ func labAgentKills(t *testing.T, l *lab.Lab, e *env, echoBin, vip string, kills 
 	}
 	s := startClientStream(t, n.NetnsPath(), echoBin, l.CgroupParent(n), "http://"+vip+"/")
 	waitFor(t, 15*time.Second, "the ClusterIP stream under way", func() bool { ok, _ := s.rounds(); return ok >= 3 })
+	before := labPodStates(t, e)
+	var restarts []time.Duration
 	for i := range kills {
+		adopted := countLines(n.Proc.Log, "adopted sandboxes from the runtime")
 		if err := l.Kill("n1"); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(300 * time.Millisecond) // no agent
+		started := time.Now()
 		if err := l.Start("n1"); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(700 * time.Millisecond) // the agent starts, adopts, programs its datapath
-		if !l.Running("n1") {
-			t.Fatalf("kill %d: the restarted agent exited", i+1)
-		}
+		// Up again: registered and its pods adopted; the next kill comes
+		// then (kills faster than the agent restarts would silence the
+		// node past its grace period, and its pods would rightly move).
+		waitFor(t, 30*time.Second, fmt.Sprintf("kill %d: the restarted agent adopting its pods", i+1), func() bool {
+			if !l.Running("n1") {
+				t.Fatalf("kill %d: the restarted agent exited", i+1)
+			}
+			return countLines(n.Proc.Log, "adopted sandboxes from the runtime") > adopted
+		})
+		restarts = append(restarts, time.Since(started))
 	}
+	slices.Sort(restarts)
+	t.Logf("agent restart → pods adopted: median %v, max %v over %d restarts", restarts[len(restarts)/2].Round(time.Millisecond), restarts[len(restarts)-1].Round(time.Millisecond), len(restarts))
 	ok, fails := s.end()
 	if len(fails) > 0 || ok < kills {
 		t.Errorf("ClusterIP stream across %d agent kills: %d rounds of 10 requests ok, %d failed:\n%s", kills, ok, len(fails), failSummary(fails))
@@ -195,6 +212,15 @@ func labAgentKills(t *testing.T, l *lab.Lab, e *env, echoBin, vip string, kills 
 	if err := l.WaitNodesReady(context.Background(), 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	if after := labPodStates(t, e); !maps.Equal(after, before) {
+		t.Errorf("pods changed across the agent kills:\nbefore %+v\nafter  %+v", before, after)
+	}
+}
+
+// countLines counts the lines of a file that contain s.
+func countLines(path, s string) int {
+	b, _ := os.ReadFile(path)
+	return strings.Count(string(b), s)
 }
 
 // labPodState is what "nothing restarted" compares.
@@ -376,3 +402,111 @@ func labRollingUpdate(t *testing.T, l *lab.Lab, e *env, echoBin, vip string) {
 		t.Logf("rolling update of 3 pods in %v under load: %d rounds of 10 requests, none failed", took.Round(100*time.Millisecond), ok)
 	}
 }
+
+// Scenario 6: a node cut off the network: its pods are replaced on the
+// other nodes within the grace period + 2s and the Endpoints drop them;
+// the cut-off node's agent fences (stops its pods) once it has reached
+// nobody for the grace period; healed, the node is Ready again and runs
+// none of its old pods.
+func labNodeLoss(t *testing.T, l *lab.Lab, e *env) {
+	before := labPodStates(t, e)
+	victim := ""
+	for _, s := range before {
+		if s.Node != "n1" { // n1 hosts the other scenarios' clients
+			victim = s.Node
+			break
+		}
+	}
+	if victim == "" {
+		t.Fatalf("no web pod off n1: %+v", before)
+	}
+	m, _ := l.Machine(victim)
+	lost := map[string]bool{}
+	for name, s := range before {
+		if s.Node == victim {
+			lost[name] = true
+		}
+	}
+	t.Logf("cutting %s off, with pods %v", victim, lost)
+	cut := time.Now()
+	if err := l.Cut(victim); err != nil {
+		t.Fatal(err)
+	}
+	healed := false
+	t.Cleanup(func() {
+		if !healed {
+			l.Heal(victim)
+		}
+	})
+	// Replacements Ready elsewhere, the lost pods out of the Endpoints.
+	var replaced time.Duration
+	waitFor(t, labGrace+30*time.Second, "the lost pods replaced on other nodes", func() bool {
+		ready := 0
+		for name, s := range labPodStates(t, e) {
+			if !lost[name] && s.Node != victim && s.Ready {
+				ready++
+			}
+		}
+		if ready >= 3 && replaced == 0 {
+			replaced = time.Since(cut)
+		}
+		return ready >= 3
+	})
+	var eps struct {
+		Subsets []struct {
+			Addresses []struct {
+				TargetRef struct{ Name string } `json:"targetRef"`
+			} `json:"addresses"`
+		} `json:"subsets"`
+	}
+	waitFor(t, 10*time.Second, "the lost pods out of the Endpoints", func() bool {
+		if err := json.Unmarshal([]byte(e.mustSkiff("get", "endpoints", "web", "-o", "json")), &eps); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, ss := range eps.Subsets {
+			for _, a := range ss.Addresses {
+				if lost[a.TargetRef.Name] {
+					return false
+				}
+				n++
+			}
+		}
+		return n == 3
+	})
+	t.Logf("node loss: pods replaced and Ready %v after the cut (grace period %v)", replaced.Round(10*time.Millisecond), labGrace)
+	if replaced > labGrace+2*time.Second {
+		t.Errorf("replacements Ready %v after the cut, want within the grace period + 2s (%v)", replaced, labGrace+2*time.Second)
+	}
+	// Fencing: the isolated node stops its pods by itself.
+	parent := l.CgroupParent(m)
+	waitFor(t, 2*labGrace+15*time.Second, victim+"'s pods stopped by its own agent (fencing)", func() bool {
+		return len(labCgroupPIDs(parent)) == 0
+	})
+	t.Logf("%s fenced: no pod process left %v after the cut", victim, time.Since(cut).Round(100*time.Millisecond))
+	if err := l.Heal(victim); err != nil {
+		t.Fatal(err)
+	}
+	healed = true
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := l.WaitNodesReady(ctx, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The returning agent finishes the evicted pods (already stopped) and
+	// removes them from the API.
+	waitFor(t, 30*time.Second, "the lost pods gone from the API after the heal", func() bool {
+		for name := range labPodStates(t, e) {
+			if lost[name] {
+				return false
+			}
+		}
+		return true
+	})
+	if pids := labCgroupPIDs(parent); len(pids) > 0 {
+		t.Errorf("%s runs pod processes %v after the heal; its old pods were replaced", victim, pids)
+	}
+}
+
+// labCgroupPIDs lists the processes under a node's pods' cgroup parent.
+func labCgroupPIDs(parent string) []int { return cgroupProcs(parent) }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -243,9 +244,15 @@ func (d *Daemon) stop(pid int, exited <-chan error) {
 
 // Serving reports whether a containerd answers on address.
 func Serving(ctx context.Context, address string) bool {
-	if _, err := os.Stat(address); err != nil {
+	// A socket file nobody listens on (a killed daemon's) refuses at once,
+	// where the gRPC client would retry until its timeout: a restarting
+	// agent would lose a second here, and another while its new daemon
+	// starts.
+	conn, err := net.DialTimeout("unix", address, 200*time.Millisecond)
+	if err != nil {
 		return false
 	}
+	conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	c, err := containerd.New(address, containerd.WithTimeout(time.Second))
