@@ -147,6 +147,13 @@ var sharedTransport = sync.OnceValue(func() *http.Transport {
 	t.MaxIdleConns = 2048
 	t.MaxIdleConnsPerHost = 512
 	t.IdleConnTimeout = 90 * time.Second
+	// A server that vanished without closing its connections (its machine
+	// cut off: no RST) would hold every request on them until the call's
+	// timeout, and the next call would pick it again. A ping after a
+	// second of silence, unanswered for a second, closes the connection:
+	// requests on it fail within ~2s and move to the next server, well
+	// inside a node's grace period.
+	t.HTTP2 = &http.HTTP2Config{SendPingTimeout: time.Second, PingTimeout: time.Second}
 	return t
 })
 

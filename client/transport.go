@@ -58,8 +58,10 @@ func (c *Client) send(ctx context.Context, method, path string, body []byte, ide
 			}
 			// Pooled connections to a failed server are likely dead too:
 			// drop them, so the next request dials afresh and a refused
-			// connection shows the server is gone before anything is sent.
+			// connection shows the server is gone before anything is sent;
+			// and let the next call start with the next server.
 			c.http.CloseIdleConnections()
+			c.current.CompareAndSwap(idx, (idx+1)%n)
 			if !idempotent && !notSent(err) {
 				return nil, fmt.Errorf("client: %s %s on %s: %w: %w", method, path, c.servers[idx], ErrUnknownOutcome, err)
 			}
@@ -119,12 +121,17 @@ func retryable(resp *http.Response, idempotent bool) bool {
 // call sends a request bounded by the client's timeout and decodes a 2xx
 // JSON answer into out (if non-nil). Error answers become *api.Status.
 func (c *Client) call(ctx context.Context, method, path string, body []byte, out any) error {
+	return c.callAs(ctx, method, path, body, out, method == http.MethodGet || method == http.MethodHead)
+}
+
+// callAs is call with the request's idempotence given: a request that is
+// safe to repeat is retried on the next server after any failure.
+func (c *Client) callAs(ctx context.Context, method, path string, body []byte, out any, idempotent bool) error {
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	idempotent := method == http.MethodGet || method == http.MethodHead
 	resp, err := c.send(ctx, method, path, body, idempotent)
 	if err != nil {
 		return err
