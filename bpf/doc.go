@@ -11,5 +11,9 @@
 // destroys flows to departed backends, and reads the per-service counters.
 // See README.md for the data flow.
 //
-// bpf imports nothing of skiff; only nodeagent (its proxy) imports it.
+// drop.c and drop.go are the lab's packet-loss injector (skiff lab drop):
+// a tcx program that drops a share of an interface's packets, pinned so
+// the setting outlives the command that made it (this kernel has no netem).
+//
+// bpf imports nothing of skiff; nodeagent (its proxy) and deploy/lab import it.
 package bpf
