@@ -90,8 +90,16 @@ func TestLab(t *testing.T) {
 	vip := serviceIP(t, e, "web")
 
 	t.Run("PodToPodAndClusterIPAcrossNodes", func(t *testing.T) { labCrossNode(t, e, vip) })
+	pods := labPodStates(t, e)
 	t.Run("KillLeaderUnderWriteLoad", func(t *testing.T) { labKillLeader(t, l) })
 	t.Run("PartitionLeader", func(t *testing.T) { labPartitionLeader(t, l) })
+	// A server's death or partition is no node's: no pod may have moved
+	// (agents talking to the lost server carry on with another).
+	t.Run("PodsUndisturbedByServerFaults", func(t *testing.T) {
+		if after := labPodStates(t, e); !maps.Equal(after, pods) {
+			t.Errorf("pods changed across the server faults:\nbefore %+v\nafter  %+v", pods, after)
+		}
+	})
 	t.Run("AgentKill9UnderClusterIPLoad", func(t *testing.T) { labAgentKills(t, l, e, echoBin, vip, 20) })
 	t.Run("AllServersDown", func(t *testing.T) { labServersDown(t, l, e, echoBin, vip, labOutage) })
 	t.Run("RollingUpdateUnderLoad", func(t *testing.T) { labRollingUpdate(t, l, e, echoBin, vip) })
