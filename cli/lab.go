@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -99,9 +100,9 @@ echo example image is imported when bin/images/echo.tar exists (make images).`,
 				}
 			}
 			for _, img := range images {
-				abs, err := absPath(img)
+				abs, err := filepath.Abs(img)
 				if err != nil {
-					return err
+					return fmt.Errorf("--import-image %s: %w", img, err)
 				}
 				cfg.Images = append(cfg.Images, abs)
 			}
@@ -133,17 +134,6 @@ echo example image is imported when bin/images/echo.tar exists (make images).`,
 	fl.StringArrayVar(&cfg.ServerArgs, "server-arg", nil, "extra flag of every server, e.g. --server-arg=--metrics-addr=:9100 (repeatable)")
 	fl.StringArrayVar(&cfg.AgentArgs, "agent-arg", nil, "extra flag of every agent, e.g. --agent-arg=--proxy-mode=userspace (repeatable)")
 	return cmd
-}
-
-func absPath(p string) (string, error) {
-	if strings.HasPrefix(p, "/") {
-		return p, nil
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	return wd + "/" + p, nil
 }
 
 func newLabDownCmd(o *options, f *labFlags) *cobra.Command {
