@@ -360,7 +360,7 @@ func runProgramming(e *env, sizes []int, upserts, syncs, nftDeltas, iptDeltas, n
 	fmt.Printf("  Proxier.Update: one service's API objects through nodeagent/proxy (what the agent pays per watch event; also p99);\n")
 	fmt.Printf("  Proxier.Sync: API objects + 1 through nodeagent/proxy (what the agent pays after a list); nft -f: kube-proxy nftables delta (%d timed);\n", nftDeltas)
 	fmt.Printf("  iptables-restore --noflush: kube-proxy iptables partial sync (KUBE-SERVICES rewritten + the new chains, %d timed). All nft/iptables in the bench namespace.\n\n", iptDeltas)
-	fmt.Printf("  %7s %12s %12s %12s %14s %14s %14s %12s %12s %14s %14s %16s\n", "N", "ebpf upsert", "upsert p99", "ebpf Sync", "Proxier.Update", "Update p99", "Proxier.Sync", "nft delta", "nft full", "iptables delta", "iptables full", "nft delta/upsert")
+	fmt.Printf("  %7s %12s %12s %12s %14s %14s %14s %12s %12s %14s %14s %16s %16s\n", "N", "ebpf upsert", "upsert p99", "ebpf Sync", "Proxier.Update", "Update p99", "Proxier.Sync", "nft delta", "nft full", "iptables delta", "iptables full", "nft delta/upsert", "nft delta/Update")
 	for _, n := range sizes {
 		r := programmingResult{N: n}
 		if err := measureEBPF(e, &r, upserts, syncs); err != nil {
@@ -376,14 +376,17 @@ func runProgramming(e *env, sizes []int, upserts, syncs, nftDeltas, iptDeltas, n
 		if err := measureIPTables(e, &r, iptDeltas); err != nil {
 			r.Err = append(r.Err, "iptables: "+err.Error())
 		}
-		x := "-"
+		x, xu := "-", "-"
 		if r.Upsert > 0 && r.NFT > 0 {
 			x = fmt.Sprintf("%.0fx", float64(r.NFT)/float64(r.Upsert))
 		}
-		fmt.Printf("  %7d %12s %12s %12s %14s %14s %14s %12s %12s %14s %14s %16s\n", n,
+		if r.ProxierUpdate > 0 && r.NFT > 0 {
+			xu = fmt.Sprintf("%.0fx", float64(r.NFT)/float64(r.ProxierUpdate))
+		}
+		fmt.Printf("  %7d %12s %12s %12s %14s %14s %14s %12s %12s %14s %14s %16s %16s\n", n,
 			ms(r.Upsert, 100*time.Nanosecond), ms(r.UpsertP99, 100*time.Nanosecond), ms(r.BPFSync, time.Microsecond),
 			ms(r.ProxierUpdate, 100*time.Nanosecond), ms(r.ProxierUpdateP99, 100*time.Nanosecond), ms(r.ProxierSync, time.Microsecond),
-			ms(r.NFT, time.Millisecond), ms(r.NFTFull, time.Millisecond), ms(r.IPT, time.Millisecond), ms(r.IPTFull, time.Millisecond), x)
+			ms(r.NFT, time.Millisecond), ms(r.NFTFull, time.Millisecond), ms(r.IPT, time.Millisecond), ms(r.IPTFull, time.Millisecond), x, xu)
 		for _, s := range r.Err {
 			fmt.Printf("    error: %s\n", s)
 		}
