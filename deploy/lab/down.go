@@ -49,10 +49,75 @@ func (l *Lab) down(keepLogs bool) error {
 	} else {
 		note(os.RemoveAll(l.Dir))
 	}
+	if left := l.Leftovers(keepLogs); len(left) > 0 {
+		errs = append(errs, fmt.Errorf("left behind: %s", strings.Join(left, "; ")))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("lab %s: down: %w", l.Name, err)
 	}
 	return nil
+}
+
+// Leftovers lists what of the lab still exists: processes, network
+// namespaces, cgroups, eBPF pins, mounts, containerd state, its
+// directory (the logs aside when keepLogs). Empty after a clean Down.
+func (l *Lab) Leftovers(keepLogs bool) []string {
+	var left []string
+	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
+	for _, m := range l.Machines {
+		if m.Proc.Alive() {
+			left = append(left, fmt.Sprintf("%s's process %d", m.Name, m.Proc.PID))
+		}
+		if exists(m.NetnsPath()) {
+			left = append(left, "netns "+m.Netns)
+		}
+	}
+	if l.Forwarder.Alive() {
+		left = append(left, fmt.Sprintf("the forwarder, process %d", l.Forwarder.PID))
+	}
+	if exists(netnsPath(l.LAN)) {
+		left = append(left, "netns "+l.LAN)
+	}
+	for _, m := range l.ByRole(RoleNode) {
+		for _, root := range cgroupRoots() {
+			if p := filepath.Join(root, l.CgroupParent(m)); exists(p) {
+				left = append(left, "cgroup "+p)
+			}
+		}
+		ns := l.ContainerdNamespace(m)
+		if shims := findShims(ns); len(shims) > 0 {
+			left = append(left, fmt.Sprintf("%d containerd shims of %s", len(shims), ns))
+		}
+		if p := "/run/containerd/runc/" + ns; exists(p) {
+			left = append(left, p)
+		}
+	}
+	for _, p := range []string{l.pinRoot(), l.stateDir()} {
+		if exists(p) {
+			left = append(left, p)
+		}
+	}
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 4 {
+				p := unescapeMountPoint(f[4])
+				for _, d := range []string{l.Dir, l.stateDir()} {
+					if p == d || strings.HasPrefix(p, d+"/") {
+						left = append(left, "mount "+p)
+					}
+				}
+			}
+		}
+	}
+	if exists(l.Dir) {
+		entries, _ := os.ReadDir(l.Dir)
+		for _, e := range entries {
+			if p := filepath.Join(l.Dir, e.Name()); !keepLogs || p != l.LogDir {
+				left = append(left, p)
+			}
+		}
+	}
+	return left
 }
 
 // removeNodeLeftovers ends a node's pods and shims (its agent is gone)

@@ -184,6 +184,9 @@ func labAgentKills(t *testing.T, l *lab.Lab, e *env, echoBin, vip string, kills 
 		t.Fatal(err)
 	}
 	s := startClientStream(t, n.NetnsPath(), echoBin, l.CgroupParent(n), "http://"+vip+"/")
+	// And a long-lived connection through the ClusterIP, from the same
+	// node, across the first kills.
+	hold := startHold(t, l, "n1", echoBin, "http://"+vip+"/", 8*time.Second)
 	waitFor(t, 15*time.Second, "the ClusterIP stream under way", func() bool { ok, _ := s.rounds(); return ok >= 3 })
 	before := labPodStates(t, e)
 	var restarts []time.Duration
@@ -210,6 +213,11 @@ func labAgentKills(t *testing.T, l *lab.Lab, e *env, echoBin, vip string, kills 
 	}
 	slices.Sort(restarts)
 	t.Logf("agent restart → pods adopted: median %v, max %v over %d restarts", restarts[len(restarts)/2].Round(time.Millisecond), restarts[len(restarts)-1].Round(time.Millisecond), len(restarts))
+	if out, err := hold.wait(30 * time.Second); err != nil {
+		t.Errorf("long-lived connection through the ClusterIP across the agent kills: %v\n%s", err, out)
+	} else {
+		t.Logf("long-lived connection across the agent kills: %s", out)
+	}
 	ok, fails := s.end()
 	if len(fails) > 0 || ok < kills {
 		t.Errorf("ClusterIP stream across %d agent kills: %d rounds of 10 requests ok, %d failed:\n%s", kills, ok, len(fails), failSummary(fails))
