@@ -8,9 +8,9 @@
 # (5000 simulated nodes) and BENCH_SCHED_PODS (50000) for the scheduler,
 # BENCH_STARTS (50 pod starts per variant) and BENCH_NODE_PODS (100 pods
 # on one node) for podstart, BENCH_ONLY (a space-separated subset of:
-# writes failover rss scheduler podstart datapath; the scheduler alone takes ~30
-# minutes; podstart and datapath need root; podstart needs containerd, runc and the CNI plugins, and
-# runs in a network namespace of its own), BENCH_RESULTS (a directory to
+# writes failover rss scheduler podstart datapath lab; the scheduler alone takes ~30
+# minutes; podstart, datapath and lab need root; podstart and lab need containerd, runc and the CNI
+# plugins, and run in network namespaces of their own), BENCH_RESULTS (a directory to
 # also write each program's output to).
 set -euo pipefail
 set -u
@@ -26,13 +26,13 @@ nodes=${BENCH_NODES:-5000}
 sched_pods=${BENCH_SCHED_PODS:-50000}
 starts=${BENCH_STARTS:-50}
 node_pods=${BENCH_NODE_PODS:-100}
-only=${BENCH_ONLY:-writes failover rss scheduler podstart datapath}
+only=${BENCH_ONLY:-writes failover rss scheduler podstart datapath lab}
 results=${BENCH_RESULTS:-}
 
 echo "==> make build"
 make --no-print-directory build
-case " $only " in *" podstart "*)
-	echo "==> make images (the echo image podstart starts)"
+case " $only " in *" podstart "*|*" lab "*)
+	echo "==> make images (the echo image podstart and lab start)"
 	make --no-print-directory images
 	;;
 esac
@@ -83,6 +83,7 @@ if [ "$(id -u)" -eq 0 ]; then
 		done ;;
 	esac
 	run datapath
+	run lab -kills "$trials"
 else
-	case " $only " in *" podstart "*|*" datapath "*) echo && echo "==> podstart and datapath skipped: they need root" ;; esac
+	case " $only " in *" podstart "*|*" datapath "*|*" lab "*) echo && echo "==> podstart, datapath and lab skipped: they need root" ;; esac
 fi
