@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	goruntime "runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -144,6 +145,9 @@ type Agent struct {
 
 	statusSlots chan struct{} // statusWriters tokens
 	probes      *probe.Manager
+	// lastBeat is when the heartbeat loop last got an answer (unix ns of
+	// a.clock), so the fence checks need not send beats of their own.
+	lastBeat atomic.Int64
 
 	mu       sync.Mutex
 	node     *api.Node // set by Register, and by Run once it has a pod CIDR

@@ -73,6 +73,8 @@ type reach struct {
 	peers   int  // peers known
 	probed  int  // peers probed (only when no API server answered)
 	peersUp int  // of those, how many answered
+	// lastAPI is when an API server last answered (zero: unknown).
+	lastAPI time.Time
 }
 
 // isolated reports a node that reached nothing although it knows peers.
@@ -90,17 +92,29 @@ const (
 // fenceState is the fence loop's decision, a pure function of the checks
 // and their times (so a test can drive it with made-up ones).
 type fenceState struct {
-	after  time.Duration
-	since  time.Time // first check of the current isolation; zero if not isolated
-	fenced bool      // the pods were stopped and not started again yet
+	after   time.Duration
+	since   time.Time // start of the current isolation; zero if not isolated
+	contact time.Time // the last answer from an API server or a peer
+	fenced  bool      // the pods were stopped and not started again yet
 }
 
 // step records a check made at now and says what to do. The caller sets
 // fenced once it has acted.
 func (s *fenceState) step(now time.Time, r reach) fenceAction {
+	switch {
+	case r.api && r.lastAPI.After(s.contact):
+		s.contact = r.lastAPI
+	case r.api || r.peersUp > 0:
+		s.contact = now
+	}
 	if r.isolated() {
 		if s.since.IsZero() {
+			// Counted from the last contact with anything, as the control
+			// plane counts a node's silence from its last heartbeat.
 			s.since = now
+			if !s.contact.IsZero() && s.contact.Before(now) {
+				s.since = s.contact
+			}
 		}
 		if !s.fenced && now.Sub(s.since) >= s.after {
 			return fenceStop
@@ -253,11 +267,23 @@ func (a *Agent) setPeers(peers *peerSet, addrs map[string]string) {
 // check finds out what this node reaches: an API server (a heartbeat),
 // else any peer's agent port.
 func (a *Agent) check(ctx context.Context, peers *peerSet, timeout time.Duration) reach {
-	hctx, cancel := context.WithTimeout(ctx, timeout)
-	err := a.c.Heartbeat(hctx, a.cfg.NodeName)
-	cancel()
+	var err error
+	// A beat of the heartbeat loop answered within its period (and this
+	// check's) says enough; otherwise the check asks itself, so that the
+	// API's return is seen within a check period.
+	if last := a.lastBeat.Load(); last == 0 || a.clock.Now().Sub(time.Unix(0, last)) > a.cfg.HeartbeatPeriod+timeout {
+		hctx, cancel := context.WithTimeout(ctx, timeout)
+		err = a.c.Heartbeat(hctx, a.cfg.NodeName)
+		cancel()
+		if err == nil {
+			a.lastBeat.Store(a.clock.Now().UnixNano())
+		}
+	}
 	addrs, total := peers.snapshot(fenceMaxProbes)
 	r := reach{api: err == nil, peers: total}
+	if last := a.lastBeat.Load(); last != 0 {
+		r.lastAPI = time.Unix(0, last)
+	}
 	if r.api || len(addrs) == 0 {
 		return r
 	}

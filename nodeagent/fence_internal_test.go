@@ -8,8 +8,9 @@ import (
 )
 
 // The fence decision over a script of checks: isolation is timed from the
-// first check that reached nothing; a peer or an API server ends it; only
-// an API server ends fencing; a node without peers never fences.
+// last answer of anything (an API server or a peer: the first isolated
+// check when none is known); a peer or an API server ends it; only an API
+// server ends fencing; a node without peers never fences.
 func TestFenceStateStep(t *testing.T) {
 	const after = 10 * time.Second
 	var (
@@ -30,10 +31,10 @@ func TestFenceStateStep(t *testing.T) {
 	}{
 		{"connected", []check{{0, connected, fenceNone, false}, {time.Hour, connected, fenceNone, false}}},
 		{"isolated past the period fences once", []check{
-			{0, connected, fenceNone, false},
-			{1 * time.Second, isolated, fenceNone, false}, // isolation starts here
-			{10 * time.Second, isolated, fenceNone, false},
-			{11 * time.Second, isolated, fenceStop, true},
+			{0, connected, fenceNone, false}, // the last answer: isolation counts from here
+			{1 * time.Second, isolated, fenceNone, false},
+			{10*time.Second - time.Millisecond, isolated, fenceNone, false},
+			{10 * time.Second, isolated, fenceStop, true},
 			{12 * time.Second, isolated, fenceNone, false},
 		}},
 		{"a control plane outage never fences", []check{
@@ -45,10 +46,10 @@ func TestFenceStateStep(t *testing.T) {
 		{"a peer answering restarts the count", []check{
 			{0, isolated, fenceNone, false},
 			{9 * time.Second, isolated, fenceNone, false},
-			{10*time.Second - time.Millisecond, outage, fenceNone, false},
+			{10*time.Second - time.Millisecond, outage, fenceNone, false}, // a peer's answer: counts from here
 			{11 * time.Second, isolated, fenceNone, false},
-			{20 * time.Second, isolated, fenceNone, false},
-			{21 * time.Second, isolated, fenceStop, true},
+			{20*time.Second - 2*time.Millisecond, isolated, fenceNone, false},
+			{20 * time.Second, isolated, fenceStop, true},
 		}},
 		{"fenced: peers back is not enough, the API is", []check{
 			{0, isolated, fenceNone, false},

@@ -219,6 +219,9 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 			a.log.Info("heartbeats resumed", "after", failures)
 			failures = 0
 		}
+		if err == nil {
+			a.lastBeat.Store(a.clock.Now().UnixNano())
+		}
 		next := time.Duration(float64(period)*(0.9+0.2*rand.Float64())) - a.clock.Now().Sub(start)
 		if !a.sleep(ctx, max(next, 0)) {
 			return
