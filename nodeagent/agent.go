@@ -268,19 +268,20 @@ func (a *Agent) Run(parent context.Context) error {
 	defer wg.Wait()
 	wg.Go(func() { a.heartbeatLoop(ctx) })
 	wg.Go(func() { a.probeLoop(ctx) })
-	if a.cfg.Routes != nil {
-		wg.Go(func() { a.routesLoop(ctx) })
-	}
+
 	if a.cfg.Proxy != nil {
 		wg.Go(func() { a.servicesLoop(ctx) })
 	}
 	// The fence loop drives the workers and the prober: it ends before
 	// they are stopped.
 	var fencing sync.WaitGroup
+	var peers *peerSet
 	if a.cfg.FenceAfter > 0 {
-		peers := &peerSet{}
-		wg.Go(func() { a.peersLoop(ctx, peers) })
+		peers = &peerSet{}
 		fencing.Go(func() { a.fenceLoop(ctx, peers) })
+	}
+	if a.cfg.Routes != nil || peers != nil {
+		wg.Go(func() { a.nodesLoop(ctx, peers) })
 	}
 
 	err := a.runPods(ctx)

@@ -2,7 +2,6 @@ package nodeagent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -185,74 +184,24 @@ func peerAddr(n *api.Node) string {
 	return ""
 }
 
-// peersLoop keeps peers up to date from a watch of the Nodes until ctx
-// ends.
-func (a *Agent) peersLoop(ctx context.Context, peers *peerSet) {
-	a.relistLoop(ctx, "node watch for fencing", func(ctx context.Context) error {
-		return a.peersWatch(ctx, peers)
-	})
-}
-
-func (a *Agent) peersWatch(ctx context.Context, peers *peerSet) error {
-	l, err := a.c.List(ctx, api.KindNode, client.ListOptions{})
-	if err != nil {
-		return err
-	}
+// peerAddrs is the agent endpoint of every node but self that serves one.
+func peerAddrs(self string, nodes map[string]*api.Node) map[string]string {
 	addrs := map[string]string{}
-	for _, o := range l.Items {
-		n := o.(*api.Node)
-		if ad := peerAddr(n); ad != "" && n.Name != a.cfg.NodeName {
-			addrs[n.Name] = ad
+	for name, n := range nodes {
+		if ad := peerAddr(n); ad != "" && name != self {
+			addrs[name] = ad
 		}
 	}
-	a.setPeers(peers, addrs)
-	w, err := a.c.Watch(ctx, api.KindNode, client.ListOptions{}, l.ResourceVersion)
-	if err != nil {
-		return err
-	}
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-w.Events():
-			if !ok {
-				if err := w.Err(); err != nil {
-					return err
-				}
-				return errors.New("watch closed")
-			}
-			switch ev.Type {
-			case client.Relisted:
-				clear(addrs) // the ADDED events that follow are the whole set
-				continue
-			case client.Added, client.Modified, client.Deleted:
-			default:
-				continue
-			}
-			n := ev.Object.(*api.Node)
-			if n.Name == a.cfg.NodeName {
-				continue
-			}
-			if ad := peerAddr(n); ad != "" && ev.Type != client.Deleted {
-				addrs[n.Name] = ad
-			} else {
-				delete(addrs, n.Name)
-			}
-			a.setPeers(peers, addrs)
-		}
-	}
+	return addrs
 }
 
-// setPeers replaces the peers, saying so when this node has none (it then
+// setPeers replaces the peers with addrs (kept: the caller must not
+// change it afterwards), saying so when this node has none (it then
 // never fences) or gets its first.
 func (a *Agent) setPeers(peers *peerSet, addrs map[string]string) {
 	peers.mu.Lock()
 	before, first := len(peers.addrs), !peers.listed
-	peers.addrs = make(map[string]string, len(addrs))
-	for k, v := range addrs {
-		peers.addrs[k] = v
-	}
+	peers.addrs = addrs
 	peers.listed = true
 	peers.mu.Unlock()
 	switch {

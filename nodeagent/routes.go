@@ -2,6 +2,7 @@ package nodeagent
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"time"
@@ -21,10 +22,20 @@ type RouteSyncer interface {
 // a node change: routes someone deleted by hand come back.
 const routesResync = time.Minute
 
-// routesLoop keeps a route to every other node's pod CIDR via its
-// InternalIP, from a watch of the Nodes, until ctx ends.
-func (a *Agent) routesLoop(ctx context.Context) {
-	a.relistLoop(ctx, "node watch for routes", a.routesWatch)
+// nodesLoop keeps what the agent derives from the Nodes, from one
+// list-and-watch, until ctx ends: a route to every other node's pod CIDR
+// via its InternalIP (with cfg.Routes), and the other nodes' agent
+// endpoints that the fence checks probe (with peers).
+func (a *Agent) nodesLoop(ctx context.Context, peers *peerSet) {
+	a.relistLoop(ctx, "node watch", func(ctx context.Context) error {
+		for {
+			err := a.nodesWatch(ctx, peers)
+			if !errors.Is(err, errRelisted) {
+				return err
+			}
+			a.log.Info("node watch fell behind; listing again")
+		}
+	})
 }
 
 // relistLoop runs a list-and-watch until ctx ends, listing again with
@@ -49,7 +60,7 @@ func (a *Agent) relistLoop(ctx context.Context, what string, watch func(context.
 	}
 }
 
-func (a *Agent) routesWatch(ctx context.Context) error {
+func (a *Agent) nodesWatch(ctx context.Context, peers *peerSet) error {
 	l, err := a.c.List(ctx, api.KindNode, client.ListOptions{})
 	if err != nil {
 		return err
@@ -64,7 +75,13 @@ func (a *Agent) routesWatch(ctx context.Context) error {
 	}
 	defer w.Stop()
 	var last []routes.Route
-	sync := func(force bool) {
+	apply := func(force bool) {
+		if peers != nil {
+			a.setPeers(peers, peerAddrs(a.cfg.NodeName, nodes))
+		}
+		if a.cfg.Routes == nil {
+			return
+		}
 		want := nodeRoutes(a.cfg.NodeName, nodes)
 		if !force && slices.Equal(want, last) {
 			return
@@ -75,20 +92,23 @@ func (a *Agent) routesWatch(ctx context.Context) error {
 		}
 		last = want
 	}
-	sync(true)
+	apply(true)
 	resync := a.clock.After(routesResync)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-resync:
-			sync(true)
+			apply(true)
 			resync = a.clock.After(routesResync)
 		case ev, ok := <-w.Events():
 			if !ok {
 				return w.Err()
 			}
 			switch ev.Type {
+			case client.Relisted:
+				// Listing again replaces the set in one step.
+				return errRelisted
 			case client.Added, client.Modified:
 				n := ev.Object.(*api.Node)
 				nodes[n.Name] = n
@@ -97,7 +117,7 @@ func (a *Agent) routesWatch(ctx context.Context) error {
 			default:
 				continue
 			}
-			sync(false)
+			apply(false)
 		}
 	}
 }

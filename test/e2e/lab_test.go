@@ -119,35 +119,11 @@ func serviceIP(t *testing.T, e *env, name string) string {
 	return svc.Spec.ClusterIP
 }
 
-// labPods lists the web pods with their nodes.
-func labPods(t *testing.T, e *env) []struct{ Name, IP, Node string } {
-	t.Helper()
-	var list struct {
-		Items []struct {
-			Metadata struct{ Name string } `json:"metadata"`
-			Spec     struct {
-				NodeName string `json:"nodeName"`
-			} `json:"spec"`
-			Status struct {
-				PodIP string `json:"podIP"`
-			} `json:"status"`
-		} `json:"items"`
-	}
-	if err := json.Unmarshal([]byte(e.mustSkiff("get", "pods", "-l", "app=web", "-o", "json")), &list); err != nil {
-		t.Fatal(err)
-	}
-	var out []struct{ Name, IP, Node string }
-	for _, p := range list.Items {
-		out = append(out, struct{ Name, IP, Node string }{p.Metadata.Name, p.Status.PodIP, p.Spec.NodeName})
-	}
-	return out
-}
-
 // Scenario 1: every pod reaches every other pod (on other nodes: through
 // the nodes' routes over the LAN) and the ClusterIP spreads over pods on
 // all nodes, TCP and UDP.
 func labCrossNode(t *testing.T, e *env, vip string) {
-	pods := labPods(t, e)
+	pods := labPodStates(t, e)
 	nodes := map[string]bool{}
 	for _, p := range pods {
 		nodes[p.Node] = true
@@ -155,21 +131,21 @@ func labCrossNode(t *testing.T, e *env, vip string) {
 	if len(pods) != 3 || len(nodes) < 2 {
 		t.Fatalf("want 3 web pods on at least 2 nodes, got %+v", pods)
 	}
-	for _, from := range pods {
-		for _, to := range pods {
+	for fromName, from := range pods {
+		for toName, to := range pods {
 			if from.Node == to.Node {
 				continue
 			}
-			out := e.mustSkiff("exec", from.Name, "--", "echo", "fetch", "http://"+to.IP+":8080/", "-n", "3")
-			if !strings.Contains(out, to.Name+"\t3") {
-				t.Errorf("%s (%s) → %s (%s) on %s: %q", from.Name, from.Node, to.Name, to.Node, to.IP, out)
+			out := e.mustSkiff("exec", fromName, "--", "echo", "fetch", "http://"+to.IP+":8080/", "-n", "3")
+			if !strings.Contains(out, toName+"\t3") {
+				t.Errorf("%s (%s) → %s (%s) on %s: %q", fromName, from.Node, toName, to.Node, to.IP, out)
 			}
 		}
 		for _, probe := range [][]string{{"fetch", "http://" + vip + "/", "-n", "30"}, {"udp", vip + ":9090", "-n", "30"}} {
-			out := e.mustSkiff(append([]string{"exec", from.Name, "--", "echo"}, probe...)...)
-			for _, to := range pods {
-				if !strings.Contains(out, to.Name+"\t") {
-					t.Errorf("from %s on %s, echo %s: no answer from %s on %s:\n%s", from.Name, from.Node, strings.Join(probe, " "), to.Name, to.Node, out)
+			out := e.mustSkiff(append([]string{"exec", fromName, "--", "echo"}, probe...)...)
+			for toName, to := range pods {
+				if !strings.Contains(out, toName+"\t") {
+					t.Errorf("from %s on %s, echo %s: no answer from %s on %s:\n%s", fromName, from.Node, strings.Join(probe, " "), toName, to.Node, out)
 				}
 			}
 		}
@@ -241,9 +217,9 @@ func countLines(path, s string) int {
 
 // labPodState is what "nothing restarted" compares.
 type labPodState struct {
-	Node, ContainerID string
-	Restarts          int
-	Ready             bool
+	Node, IP, ContainerID string
+	Restarts              int
+	Ready                 bool
 }
 
 func labPodStates(t *testing.T, e *env) map[string]labPodState {
@@ -255,6 +231,7 @@ func labPodStates(t *testing.T, e *env) map[string]labPodState {
 				NodeName string `json:"nodeName"`
 			} `json:"spec"`
 			Status struct {
+				PodIP             string `json:"podIP"`
 				ContainerStatuses []struct {
 					ContainerID  string `json:"containerID"`
 					RestartCount int    `json:"restartCount"`
@@ -268,7 +245,7 @@ func labPodStates(t *testing.T, e *env) map[string]labPodState {
 	}
 	out := map[string]labPodState{}
 	for _, p := range list.Items {
-		s := labPodState{Node: p.Spec.NodeName}
+		s := labPodState{Node: p.Spec.NodeName, IP: p.Status.PodIP}
 		for _, c := range p.Status.ContainerStatuses {
 			s.ContainerID, s.Restarts, s.Ready = c.ContainerID, c.RestartCount, c.Ready
 		}
@@ -292,10 +269,7 @@ func startHold(t *testing.T, l *lab.Lab, node, echoBin, url string, d time.Durat
 	if err != nil {
 		t.Fatal(err)
 	}
-	cg := filepath.Join("/sys/fs/cgroup/unified", l.CgroupParent(m), "e2e-hold")
-	if err := os.MkdirAll(cg, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	cg := podLikeCgroup(t, l.CgroupParent(m), "e2e-hold")
 	h := &holdConn{done: make(chan error, 1)}
 	h.cmd = exec.Command("nsenter", "--net="+m.NetnsPath(), "sh", "-c",
 		`echo $$ > `+cg+`/cgroup.procs && exec `+echoBin+` hold `+url+` --for `+d.String()+` --interval 100ms --require-test-netns`)

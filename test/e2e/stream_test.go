@@ -33,13 +33,7 @@ func (e *env) startClientStream(t *testing.T, echoBin, cgroupParent, url string)
 // netnsPath.
 func startClientStream(t *testing.T, netnsPath, echoBin, cgroupParent, url string) *clientStream {
 	t.Helper()
-	cg := filepath.Join("/sys/fs/cgroup/unified", cgroupParent, "e2e-client")
-	if _, err := os.Stat("/sys/fs/cgroup/unified/cgroup.procs"); err != nil {
-		cg = filepath.Join("/sys/fs/cgroup", cgroupParent, "e2e-client")
-	}
-	if err := os.MkdirAll(cg, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	cg := podLikeCgroup(t, cgroupParent, "e2e-client")
 	s := &clientStream{stop: filepath.Join(t.TempDir(), "stop"), done: make(chan struct{})}
 	script := `echo $$ > ` + cg + `/cgroup.procs || exit 1
 while [ ! -e ` + s.stop + ` ]; do
@@ -99,4 +93,20 @@ func failSummary(fails []string) string {
 		fails = append(fails[:3:3], "...")
 	}
 	return strings.Join(fails, "\n")
+}
+
+// podLikeCgroup creates a cgroup v2 directory under a node's pods' parent
+// (where its connect hooks are attached) for a pod-like test client to
+// join, and returns it; the caller removes it once its process is gone.
+func podLikeCgroup(t *testing.T, cgroupParent, name string) string {
+	t.Helper()
+	root := "/sys/fs/cgroup/unified"
+	if _, err := os.Stat(root + "/cgroup.procs"); err != nil {
+		root = "/sys/fs/cgroup"
+	}
+	cg := filepath.Join(root, cgroupParent, name)
+	if err := os.MkdirAll(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return cg
 }
